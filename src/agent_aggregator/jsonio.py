@@ -1,0 +1,93 @@
+"""Fast JSON in and out, and atomic file writes.
+
+orjson is several times faster than the standard library at dumping large
+sessions (DESIGN section 10: 0.05 s vs 0.31 s for 100k events), and it is the
+one JSON library every module uses, so behaviour (non-str keys, NaN, odd
+types) is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+_DUMP_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _fallback(value: Any) -> Any:
+    """Anything orjson cannot encode is written as its text, never dropped."""
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def dumps(value: Any, *, indent: bool = False) -> bytes:
+    """Encode to UTF-8 JSON bytes."""
+    options = _DUMP_OPTIONS | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(value, default=_fallback, option=options)
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """Decode JSON; raises ``ValueError`` (orjson.JSONDecodeError) on bad input."""
+    return orjson.loads(data)
+
+
+def read_json(path: Path) -> Any:
+    """Read and decode a JSON file (FileNotFoundError / ValueError propagate)."""
+    with open(path, "rb") as handle:
+        return orjson.loads(handle.read())
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write a whole file so that readers see the old or the new, never a half.
+
+    Temp file in the same directory, fsync, rename, then fsync the directory so
+    the rename itself survives a crash.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_name, 0o666 & ~_current_umask())
+        os.replace(temp_name, path)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(path.parent)
+
+
+def write_json_atomic(path: Path, value: Any, *, indent: bool = True) -> None:
+    """Atomically write ``value`` as JSON (indented: session files are read by people and jq)."""
+    write_bytes_atomic(path, dumps(value, indent=indent))
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

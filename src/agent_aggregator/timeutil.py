@@ -1,0 +1,130 @@
+"""Timestamps: one tolerant parser and one canonical format.
+
+Every timestamp we store is ISO 8601 with a timezone (DESIGN section 4). Wire
+formats disagree (``Z``, ``+00:00``, claude-mpm's malformed ``+00:00Z``, epoch
+seconds or milliseconds, naive local times), so parsing is tolerant and never
+raises; formatting is strict.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+UTC = timezone.utc
+
+_DOUBLE_ZONE = re.compile(r"([+-]\d{2}:?\d{2})Z$")
+_EPOCH_MS_THRESHOLD = 10_000_000_000  # larger numbers are milliseconds
+
+
+def now_utc() -> datetime:
+    """The current time, timezone-aware, so it compares with parsed timestamps."""
+    return datetime.now(UTC)
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Parse any timestamp we have seen on the wire; None when it is not one.
+
+    Naive datetimes are taken as UTC: hook payloads that omit the zone are
+    produced by ``datetime.utcnow()``-style code far more often than not.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, (int, float)):
+        return _from_epoch(float(value))
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if _looks_numeric(text):
+        return _from_epoch(float(text))
+    text = _DOUBLE_ZONE.sub(r"\1", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        parsed = _parse_loose(text)
+        if parsed is None:
+            return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 with timezone and microseconds, the one form we write."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
+def normalize_timestamp(value: Any, default: datetime | None = None) -> str:
+    """Canonical ISO string for any wire timestamp, or ``default`` (now) when unusable."""
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        parsed = default or now_utc()
+    return format_timestamp(parsed)
+
+
+def milliseconds_between(start: datetime, end: datetime) -> int:
+    """Whole milliseconds from start to end, never negative."""
+    return max(0, int((end - start) / timedelta(milliseconds=1)))
+
+
+def format_duration(milliseconds: int | float | None) -> str:
+    """A compact human duration as the usage guide prints it: ``3m 25s``."""
+    if milliseconds is None:
+        return "-"
+    seconds = int(milliseconds // 1000)
+    if seconds < 60:
+        if milliseconds < 1000:
+            return f"{int(milliseconds)}ms"
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h"
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _from_epoch(number: float) -> datetime | None:
+    if number != number or number < 0:  # NaN or before 1970
+        return None
+    if number > _EPOCH_MS_THRESHOLD:
+        number /= 1000.0
+    try:
+        return datetime.fromtimestamp(number, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+_LOOSE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S.%f %z",
+    "%Y-%m-%d %H:%M:%S %z",
+    "%Y/%m/%d %H:%M:%S",
+    "%d/%b/%Y:%H:%M:%S %z",
+    "%a, %d %b %Y %H:%M:%S %Z",
+    "%a, %d %b %Y %H:%M:%S %z",
+    "%a %b %d %H:%M:%S %Y",
+)
+
+
+def _parse_loose(text: str) -> datetime | None:
+    for fmt in _LOOSE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
