@@ -22,7 +22,7 @@ class ConnectionError(AggregatorError, builtins.ConnectionError):  # noqa: A001 
 AggregatorConnectionError = ConnectionError
 
 
-class SessionNotFoundError(AggregatorError, LookupError):
+class SessionNotFoundError(AggregatorError, LookupError, ValueError):
     """Requested session does not exist (or a prefix matches none)."""
 
 
