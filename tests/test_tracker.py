@@ -272,3 +272,12 @@ def test_rebuilding_from_events_reproduces_the_session():
     rebuilt = again.sessions[SID].to_dict()
     for key in ("events", "delegations", "metrics", "initial_prompt", "start_time", "todos"):
         assert rebuilt[key] == original[key], key
+
+
+def test_task_post_without_correlation_completes_the_only_unreturned_delegation():
+    feed = Feed()
+    feed.mpm("tool_event", "pre_tool", {"tool_name": "Task", "tool_parameters": {"subagent_type": "research"}}, correlation_id="c-task")
+    feed.mpm("hook_event", "subagent_stop", {"agent_type": "research", "agent_id": "a8bfb92"})
+    feed.mpm("tool_event", "post_tool", {"tool_name": "Task", "success": False, "status": "error"})
+    [delegation] = feed.session.delegations
+    assert (delegation.status, delegation.success) == (FAILED, False)

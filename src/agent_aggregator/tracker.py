@@ -18,6 +18,7 @@ from .model import (
     DELEGATION_TOOLS,
     DONE,
     FAILED,
+    RUNNING,
     FILE_WRITE_TOOLS,
     RESPONSE_PREVIEW_CHARS,
     STALE,
@@ -64,6 +65,7 @@ class SessionState:
     started: set[int] = field(default_factory=set)  # id() of delegations a SubagentStart reached
     implicit: set[int] = field(default_factory=set)  # id() of delegations opened by SubagentStart
     last_activity: dict[int, datetime] = field(default_factory=dict)
+    returned: set[int] = field(default_factory=set)  # id() of delegations whose Task call returned
     seen_ids: set[str] = field(default_factory=set)
     ledger: "OrderedDict[str, _Pending]" = field(default_factory=OrderedDict)
     source_sends_agent_ids: bool = False
@@ -379,12 +381,21 @@ class SessionTracker:
         """PostToolUse(Task/Agent): the call returned; its outcome is the delegation's."""
         delegation = state.by_tool_use_id.get(event.correlation_id) if event.correlation_id else None
         if delegation is None:
+            # claude-mpm often loses the Task's correlation id: the only delegation
+            # whose call has not returned yet (running, or ended by SubagentStop) is it.
             agent_type = event.data.get("subagent_type")
-            candidates = [d for d in session.open_delegations if agent_type in (None, d.agent_type)]
+            candidates = [
+                d
+                for d in session.delegations
+                if id(d) not in state.returned
+                and d.status in (RUNNING, DONE)
+                and agent_type in (None, d.agent_type)
+            ]
             if len(candidates) == 1:
                 delegation = candidates[0]
         if delegation is None:
             return
+        state.returned.add(id(delegation))
         success = event.event_type == "PostToolUse" and event.data.get("success") is not False
         end_time = delegation.end_time if delegation.end_time and not delegation.is_open else event.moment
         delegation.close(end_time, success=success, status=DONE if success else FAILED)
