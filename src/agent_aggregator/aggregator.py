@@ -1,0 +1,417 @@
+"""EventAggregator: the seeds' service object around the session tracker.
+
+It owns the lifecycle (sessions open, turn ends, completion, idle timeout,
+resume, recovery), the journal and saves through ``SessionStore``, and the
+counters behind ``get_status()``. What an event *means* is ``SessionTracker``'s
+job; what a payload *is* is ``normalize``'s. Sources (Socket.IO, hub, replay)
+call ``handle_event`` / ``ingest``; every public method is thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .config import Config, load_config
+from .errors import RejectedEvent, SessionNotFoundError, StoreError
+from .model import ACTIVE, COMPLETED, RECOVERED, TIMED_OUT, AgentSession, SessionEvent, SessionSummary
+from .normalize import normalize, wire_format
+from .store import SessionStore
+from .timeutil import now_utc, parse_timestamp
+from .tracker import SessionTracker
+
+log = logging.getLogger("agent_aggregator.aggregator")
+
+RECENT_COMPLETED_LIMIT = 256
+
+# Which capture flag (configuration ``capture.*``) governs each category.
+CAPTURE_FLAGS = {
+    "prompt": "user_prompts",
+    "delegation": "agent_delegations",
+    "tool": "tool_operations",
+    "file": "file_operations",
+    "todo": "todo_updates",
+    "response": "responses",
+    "memory": "memory_events",
+}
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """One journal left behind by a dead writer, turned back into a session."""
+
+    session_id: str
+    events: int
+    bad_lines: int
+    file_path: Path
+
+
+def rebuild_session(header: dict[str, Any], events: Iterable[SessionEvent]) -> AgentSession:
+    """A session from its journal: header fields plus every event replayed in order."""
+    session_id = str(header.get("session_id") or "")
+    tracker = SessionTracker()
+    for event in events:
+        if event.session_id != session_id:
+            event.session_id = session_id
+        tracker.apply(event)
+    start = parse_timestamp(header.get("start_time"))
+    session = tracker.sessions.get(session_id) or AgentSession(session_id, start)
+    if start is not None and start < session.start_time:
+        session.start_time = start
+    metadata = header.get("metadata")
+    if isinstance(metadata, dict):
+        session.metadata = {**session.metadata, **metadata}
+    if session.working_directory is None and isinstance(header.get("working_directory"), str):
+        session.working_directory = header["working_directory"]
+    return session
+
+
+class EventAggregator:
+    """Captures agent events into sessions and keeps them in the activity directory."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        save_dir: str | Path | None = None,
+        *,
+        config: Config | None = None,
+        store: SessionStore | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        overrides = {"dashboard_host": host, "dashboard_port": port, "activity_directory": save_dir}
+        if config is None:
+            config = load_config(overrides=overrides)
+        else:
+            config = replace(config, **{k: (Path(v) if k == "activity_directory" else v) for k, v in overrides.items() if v is not None})
+        self.config = config
+        self.store = store or SessionStore(config.activity_directory, rebuild=rebuild_session)
+        self.tracker = SessionTracker()
+        self.session_timeout = timedelta(minutes=config.session_timeout_minutes)
+        self._clock = clock or now_utc
+        self._lock = threading.RLock()
+        self._last_seen: dict[str, datetime] = {}
+        self._recent: OrderedDict[str, AgentSession] = OrderedDict()
+        self._completed_ids: list[str] = []
+        self._unsaved: set[str] = set()
+        self._logged: set[str] = set()
+        self.running = False
+        self.connected = False
+        self.connection_state = "not connected"
+        self.total_events = 0
+        self.rejected: Counter[str] = Counter()
+        self.ignored: Counter[str] = Counter()
+        self.save_errors = 0
+        self.recovered: list[RecoveryReport] = []
+
+    # -- the seeds' properties ------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.config.dashboard_host
+
+    @property
+    def port(self) -> int:
+        return self.config.dashboard_port
+
+    @property
+    def save_dir(self) -> Path:
+        return Path(self.config.activity_directory)
+
+    @property
+    def active_sessions(self) -> dict[str, AgentSession]:
+        with self._lock:
+            return {sid: s for sid, s in self.tracker.sessions.items() if s.status == ACTIVE}
+
+    @property
+    def writes(self) -> bool:
+        """Whether this aggregator owns the activity directory (a follower only reads)."""
+        return self.store.is_writer
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take the activity directory (one writer per directory) and recover
+        journals a previous run left behind. Sources attach after this."""
+        with self._lock:
+            if self.running:
+                return
+            self.store.acquire()
+            self.recover()
+            self.running = True
+
+    def recover(self) -> list[RecoveryReport]:
+        """Turn every orphaned journal into a saved session with status ``recovered``."""
+        reports: list[RecoveryReport] = []
+        for journal in self.store.recover_journals():
+            session = rebuild_session(journal.header, journal.events)
+            session.finish(RECOVERED)
+            session.metrics.dropped_events += journal.bad_lines
+            path = self.store.finalize(session)
+            self._remember_completed(session)
+            reports.append(RecoveryReport(session.session_id, len(journal.events), journal.bad_lines, path))
+            log.warning(
+                "recovered session %s from its journal: %d events%s",
+                session.session_id,
+                len(journal.events),
+                f", {journal.bad_lines} unreadable lines skipped" if journal.bad_lines else "",
+            )
+        self.recovered.extend(reports)
+        return reports
+
+    def stop(self) -> None:
+        """Save every active session as completed, then let go of the directory."""
+        with self._lock:
+            for session in list(self.active_sessions.values()):
+                session.finish(COMPLETED)
+                self._complete(session)
+            self._retry_unsaved()
+            if self.store.is_writer:
+                self.store.release()
+            self.running = False
+            self.connected = False
+
+    # -- events ---------------------------------------------------------------------
+
+    def handle_event(self, payload: Any, event_name: str | None = None) -> SessionEvent | None:
+        """Normalize and ingest one raw payload; bad ones are counted, never raised."""
+        try:
+            event = normalize(payload, event_name, received_at=self._clock())
+        except RejectedEvent as rejection:
+            self._count_rejection(rejection)
+            return None
+        except Exception as error:  # noqa: BLE001 - one bad payload must never stop ingest
+            self._count_rejection(RejectedEvent(f"normalize_error:{type(error).__name__}", str(error)))
+            log.debug("normalize failed", exc_info=True)
+            return None
+        return self.ingest(event, source=wire_format(payload))
+
+    def ingest(self, event: SessionEvent, *, source: str | None = None) -> SessionEvent | None:
+        """Record an already-normalized event (replay and recovery come in here too)."""
+        with self._lock:
+            session = self._session_for(event)
+            if not self._captures(event):
+                session = session or self.tracker.open_session(event)
+                session.metrics.dropped_events += 1
+                return None
+            outcome = self.tracker.apply(event)
+            if outcome.duplicate:
+                return None
+            session = outcome.session
+            if outcome.new_session and session.metadata.get("source") is None:
+                session.metadata["source"] = source
+            self.total_events += 1
+            self._last_seen[session.session_id] = self._clock()
+            self._journal(session, [event])
+            if outcome.session_ended:
+                self._complete(session)
+            elif outcome.turn_ended:
+                self._save(session, final=False)
+            return event
+
+    def _session_for(self, event: SessionEvent) -> AgentSession | None:
+        """The tracked session for an event, resuming a completed one when it continues."""
+        session = self.tracker.sessions.get(event.session_id)
+        if session is not None:
+            return session
+        earlier = self._recent.pop(event.session_id, None) or self._load_saved(event.session_id)
+        if earlier is None:
+            return None
+        session = self.tracker.adopt(earlier)
+        self._journal(session, session.events)
+        log.info("resumed session %s (%d events so far)", session.session_id, len(session.events))
+        return session
+
+    def _load_saved(self, session_id: str) -> AgentSession | None:
+        if not self.store.is_writer:
+            return None
+        try:
+            summary = self.store.find(session_id)
+        except SessionNotFoundError:
+            return None
+        if summary.session_id != session_id:
+            return None
+        try:
+            return self.store.load(summary.file_path)
+        except (OSError, ValueError, StoreError) as error:
+            self._log_once(f"resume:{session_id}", "cannot resume session %s: %s", session_id, error)
+            return None
+
+    def _captures(self, event: SessionEvent) -> bool:
+        flag = CAPTURE_FLAGS.get(event.category)
+        return flag is None or self.config.captures(flag)
+
+    # -- timeouts -------------------------------------------------------------------
+
+    def check_timeouts(self, now: datetime | None = None) -> list[str]:
+        """Complete sessions idle past the timeout; mark idle delegations ``stale``.
+
+        Idleness is measured on our clock (when events arrived), not on event
+        timestamps, which come from other machines' clocks or from history.
+        """
+        now = now or self._clock()
+        cutoff = now - self.session_timeout
+        timed_out: list[str] = []
+        with self._lock:
+            for session_id, session in list(self.active_sessions.items()):
+                last_seen = self._last_seen.get(session_id, now)
+                if last_seen <= cutoff:
+                    session.finish(TIMED_OUT)
+                    self._complete(session)
+                    timed_out.append(session_id)
+                else:
+                    idle_since = session.last_event_time - self.session_timeout
+                    if self.tracker.mark_stale(session_id, idle_since):
+                        self._save(session, final=False)
+            self._retry_unsaved()
+        return timed_out
+
+    # -- saving ---------------------------------------------------------------------
+
+    def save_all(self) -> None:
+        """Snapshot every active session now (they stay open)."""
+        with self._lock:
+            for session in self.active_sessions.values():
+                self._save(session, final=False)
+
+    def _complete(self, session: AgentSession) -> None:
+        self._save(session, final=True)
+        self.tracker.forget(session.session_id)
+        self._last_seen.pop(session.session_id, None)
+        self._remember_completed(session)
+        self._completed_ids.append(session.session_id)
+
+    def _remember_completed(self, session: AgentSession) -> None:
+        self._recent[session.session_id] = session
+        self._recent.move_to_end(session.session_id)
+        while len(self._recent) > RECENT_COMPLETED_LIMIT:
+            self._recent.popitem(last=False)
+
+    def _journal(self, session: AgentSession, events: list[SessionEvent]) -> None:
+        if not self.store.is_writer or not self.config.journal or not events:
+            return
+        try:
+            self.store.append_events(session, events)
+        except (OSError, StoreError) as error:
+            self._write_failed(session, error)
+
+    def _save(self, session: AgentSession, *, final: bool) -> None:
+        if not self.store.is_writer:
+            return
+        try:
+            if final:
+                self.store.finalize(session)
+            else:
+                self.store.save_snapshot(session)
+        except (OSError, StoreError) as error:
+            self._write_failed(session, error)
+            return
+        self._unsaved.discard(session.session_id)
+
+    def _write_failed(self, session: AgentSession, error: Exception) -> None:
+        """Keep the session in memory and retry later; say so once per cause."""
+        self.save_errors += 1
+        self._unsaved.add(session.session_id)
+        self._log_once(f"write:{type(error).__name__}", "cannot write to %s: %s (kept in memory, will retry)", self.save_dir, error)
+
+    def _retry_unsaved(self) -> None:
+        for session_id in list(self._unsaved):
+            session = self.tracker.sessions.get(session_id) or self._recent.get(session_id)
+            if session is None:
+                self._unsaved.discard(session_id)
+                continue
+            self._save(session, final=session.status != ACTIVE)
+
+    # -- queries (the seeds' API) -----------------------------------------------------
+
+    def get_status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "running": self.running,
+                "connected": self.connected,
+                "connection_state": self.connection_state,
+                "active_sessions": len(self.active_sessions),
+                "total_events": self.total_events,
+                "save_directory": str(self.save_dir),
+                "dashboard_host": self.host,
+                "dashboard_port": self.port,
+                "writer": self.store.is_writer,
+                "rejected_events": sum(self.rejected.values()),
+                "ignored_messages": sum(self.ignored.values()),
+                "duplicate_events": self.tracker.duplicates,
+                "save_errors": self.save_errors,
+                "recovered_sessions": len(self.recovered),
+            }
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        """Every session: saved ones from the store, live ones from memory (newest first)."""
+        with self._lock:
+            summaries = {s.session_id: s for s in self.store.list_sessions()}
+            for session in self.tracker.sessions.values():
+                summaries[session.session_id] = SessionSummary.of(session, self.store_path(session))
+        rows = sorted(summaries.values(), key=lambda s: s.start_time, reverse=True)
+        return [_seed_listing(summary) for summary in rows]
+
+    def store_path(self, session: AgentSession) -> Path:
+        try:
+            return self.store.path_for(session)
+        except StoreError:
+            return self.save_dir
+
+    def get_session(self, session_id: str) -> AgentSession | None:
+        """A live or saved session by id or unique prefix; None when nothing matches."""
+        with self._lock:
+            live = self.tracker.sessions.get(session_id)
+            if live is not None:
+                return live
+            matches = [s for sid, s in self.tracker.sessions.items() if sid.startswith(session_id)]
+            if len(matches) == 1:
+                return matches[0]
+        try:
+            return self.store.load(session_id)
+        except SessionNotFoundError:
+            return None
+
+    def export_session(self, session_id: str, output_path: Path | None = None, format: str = "full") -> Path:
+        """Write one session in an export format; raises SessionNotFoundError / InvalidFormatError."""
+        from .export import export_session
+
+        session = self.get_session(session_id)
+        if session is None:
+            raise SessionNotFoundError(f"no session matches {session_id!r}")
+        return export_session(session, format, Path(output_path) if output_path else None)
+
+    def get_completed_sessions(self) -> list[str]:
+        """Ids of the sessions completed since this aggregator started, oldest first."""
+        with self._lock:
+            return list(self._completed_ids)
+
+    # -- bad input ----------------------------------------------------------------------
+
+    def _count_rejection(self, rejection: RejectedEvent) -> None:
+        with self._lock:
+            if rejection.ignorable:
+                self.ignored[rejection.kind] += 1
+                return
+            self.rejected[rejection.kind] += 1
+        self._log_once(f"rejected:{rejection.kind}", "rejected event (%s); further ones of this kind are only counted", rejection)
+
+    def _log_once(self, key: str, message: str, *args: Any) -> None:
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        log.warning(message, *args)
+
+
+def _seed_listing(summary: SessionSummary) -> dict[str, Any]:
+    """The seeds' list_sessions() row (datetimes and Path), plus our summary fields."""
+    row = summary.to_dict()
+    row["start_time"] = parse_timestamp(summary.start_time)
+    row["end_time"] = parse_timestamp(summary.end_time)
+    row["file_path"] = summary.file_path
+    return row
