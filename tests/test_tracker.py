@@ -239,8 +239,8 @@ def test_replayed_events_with_ids_are_counted_once():
 def test_usage_is_kept_from_stop_and_token_updates():
     feed = Feed()
     feed.mpm("claude_event", "stop", {"usage": {"input_tokens": 10, "output_tokens": 5}})
-    feed.mpm("session_event", "token_usage_updated", {"input_tokens": 12, "total_tokens": 30})
-    assert feed.session.usage == {"input_tokens": 12, "output_tokens": 5, "total_tokens": 30}
+    feed.mpm("session_event", "token_usage_updated", {"input_tokens": 12, "cache_read_tokens": 7, "total_tokens": 30})
+    assert feed.session.usage == {"input_tokens": 12, "output_tokens": 5, "cache_read_input_tokens": 7}
 
 
 def test_a_resumed_session_keeps_its_bindings():

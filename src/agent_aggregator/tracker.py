@@ -35,6 +35,22 @@ ADOPT_WINDOW = timedelta(seconds=30)
 TURN_END_EVENTS = frozenset({"Stop", "AssistantResponse"})
 
 
+# claude-mpm's token_usage_updated names -> the Anthropic usage names Stop carries.
+_USAGE_NAMES = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_creation_tokens": "cache_creation_input_tokens",
+    "cache_creation_input_tokens": "cache_creation_input_tokens",
+    "cache_read_tokens": "cache_read_input_tokens",
+    "cache_read_input_tokens": "cache_read_input_tokens",
+}
+
+
+def _canonical_usage(data: dict[str, Any]) -> dict[str, Any]:
+    """Token counts under one vocabulary (totals are derived, so not kept)."""
+    return {_USAGE_NAMES[k]: v for k, v in data.items() if k in _USAGE_NAMES and isinstance(v, (int, float))}
+
+
 @dataclass
 class Outcome:
     """What one event did, for the aggregator to act on (save, complete, count)."""
@@ -176,7 +192,7 @@ class SessionTracker:
                 session.final_response = response
             self._note_usage(session, data.get("usage"))
         elif kind == "token_usage_updated":
-            self._note_usage(session, {k: v for k, v in data.items() if k.endswith("tokens")})
+            self._note_usage(session, _canonical_usage(data))
         elif kind == "SessionStart":
             model = data.get("model")
             if isinstance(model, str):
