@@ -242,3 +242,10 @@ def test_seed_api_status_listing_lookup_and_export(tmp_path, monkeypatch):
     path = aggregator.export_session(SID_B[:8], format="summary")
     assert path.exists() and json.loads(path.read_text())["session_id"] == SID_B
     assert isinstance(AgentSession.load(rows[SID_B]["file_path"]), AgentSession)
+
+
+def test_disabled_aggregator_captures_nothing(tmp_path):
+    aggregator = make(tmp_path, enabled=False)
+    assert aggregator.handle_event(hook(SID_A, "UserPromptSubmit", prompt="x")) is None
+    assert aggregator.get_status()["ignored_messages"] == 1
+    assert aggregator.active_sessions == {}

@@ -21,6 +21,9 @@ from agent_aggregator.model import COMPLETED, AgentSession
 from agent_aggregator.store import session_file_name
 from agent_aggregator.timeutil import parse_timestamp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fixtures_builder as fb  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 AGGREGATE = Path(sys.executable).with_name("aggregate")
@@ -503,10 +506,11 @@ def test_keyboard_interrupt_exits_130(activity: Path, capsys, monkeypatch) -> No
 # --- the console script, as a user runs it -----------------------------------------------
 
 
-def aggregate(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def aggregate(*argv: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_MPM_AGGREGATOR_")}
     env["HOME"] = str(cwd)
-    return subprocess.run([str(AGGREGATE), *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([str(AGGREGATE), *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=60,
+                          input=stdin)
 
 
 def test_console_script_never_prints_a_traceback(activity: Path, isolated: Path) -> None:
@@ -653,3 +657,158 @@ def test_a_closed_pipe_is_quiet(isolated: Path) -> None:
     process.wait(timeout=60)
     assert stderr == b""
     assert process.returncode in (0, 1)
+
+
+# --- ingest: recorded payloads through the real aggregator -----------------------------------
+
+RAW = fb.EXPECTED["raw_hook_session"]
+MPM = fb.EXPECTED["claude_mpm_session"]
+
+
+def listed_counts(capsys) -> dict[str, int]:
+    code, out, _ = run(capsys, "sessions", "--json")
+    assert code == 0
+    return {item["session_id"]: item["event_count"] for item in json.loads(out)}
+
+
+def test_ingest_recorded_jsonl_then_list_and_view(isolated: Path, capsys) -> None:
+    directory = isolated / ".claude-mpm" / "activity"
+    code, out, err = run(capsys, "ingest", str(FIXTURES / "raw_hooks_session.jsonl"),
+                         str(FIXTURES / "claude_mpm_session.jsonl"))
+    assert code == 0 and err == ""
+    events = RAW["total_events"] + MPM["total_session_events"]
+    lines = out.splitlines()
+    assert lines[0] == f"Ingested {events} events into 2 sessions (2 new) in {directory}"
+    assert lines[1].startswith("Ignored 4 transport messages: control:dashboard:welcome (1), ")
+    assert len(lines) == 2  # nothing rejected, nothing recovered
+    assert listed_counts(capsys) == {RAW["session_id"]: RAW["total_events"],
+                                     MPM["session_id"]: MPM["total_session_events"]}
+    assert not list(directory.glob("*.journal.jsonl"))  # stop() saved everything
+
+    code, out, _ = run(capsys, "view", RAW["session_id"][:8])
+    assert code == 0
+    lines = out.splitlines()
+    assert "  Status: completed" in lines
+    assert RAW["total_delegations"] == 2 and "  Agent Delegations: 2" in lines
+    block = lines[lines.index("Delegations:") + 1:]
+    block = block[:block.index("")]
+    agents = [line.split()[1] for line in block if line.startswith("  - ")]
+    assert agents == [d["agent_type"] for d in RAW["delegations"]] == ["Explore", "general-purpose"]
+
+
+def test_ingest_json_documents(isolated: Path, tmp_path: Path, capsys) -> None:
+    """A pretty-printed array, a one-line array and a single pretty-printed object."""
+    wrapped = [{"timestamp": ts, "payload": payload} for ts, payload in fb.raw_hook_session()]
+    (tmp_path / "array.json").write_text(json.dumps(wrapped[:-1], indent=2), encoding="utf-8")
+    (tmp_path / "last.json").write_text(json.dumps(wrapped[-1], indent=2), encoding="utf-8")
+    (tmp_path / "seed.json").write_text(json.dumps(fb.seed_envelope_events()), encoding="utf-8")
+    code, out, err = run(capsys, "--save-dir", str(tmp_path / "act"), "ingest", "--json",
+                         str(tmp_path / "array.json"), str(tmp_path / "last.json"), str(tmp_path / "seed.json"))
+    assert code == 0 and err == ""
+    result = json.loads(out)
+    seed = fb.EXPECTED["seed_envelope_events"]
+    assert result == {
+        "events": RAW["total_events"] + seed["total_events"], "sessions": 2, "new_sessions": 2, "duplicates": 0,
+        "rejected": {}, "ignored": {}, "unreadable_lines": [], "directory": str(tmp_path / "act"),
+    }
+    code, out, _ = run(capsys, "--save-dir", str(tmp_path / "act"), "view", RAW["session_id"], "--json")
+    assert json.loads(out)["status"] == "completed"  # the SessionEnd in last.json arrived
+
+
+def test_ingest_reads_stdin(isolated: Path, capsys, monkeypatch) -> None:
+    data = (FIXTURES / "api_events_bodies.jsonl").read_bytes()
+    for argv in (["ingest"], ["ingest", "-"]):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        code, out, err = run(capsys, *argv, "--json")
+        assert code == 0 and err == ""
+        result = json.loads(out)
+        if argv == ["ingest"]:
+            assert (result["events"], result["new_sessions"]) == (MPM["total_session_events"], 1)
+        else:  # the same bodies again: every one a duplicate, which is not a failure
+            assert (result["events"], result["duplicates"]) == (0, MPM["total_session_events"])
+    assert listed_counts(capsys) == {MPM["session_id"]: MPM["total_session_events"]}
+
+
+def test_ingest_console_script_from_a_pipe(isolated: Path) -> None:
+    data = (FIXTURES / "raw_hooks_session.jsonl").read_text(encoding="utf-8")
+    result = aggregate("ingest", cwd=isolated, stdin=data + "not json\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"Ingested {RAW['total_events']} events into 1 session (1 new) in {isolated / '.claude-mpm' / 'activity'}",
+        "Rejected 1 record: invalid_json (1)",
+        f"Not JSON: <stdin>:{RAW['total_events'] + 1}",
+    ]
+    assert "Traceback" not in result.stderr
+    assert all(line.startswith("aggregate: warning: ") for line in result.stderr.splitlines())
+
+
+def test_ingest_of_garbage_fails(isolated: Path, capsys) -> None:
+    (isolated / "garbage.jsonl").write_text("".join(f"junk {n}\n" for n in range(7)), encoding="utf-8")
+    code, out, err = run(capsys, "ingest", "garbage.jsonl")
+    assert code == 1
+    assert err.splitlines()[-1] == "aggregate: error: no usable events in garbage.jsonl"
+    assert all(line.startswith("aggregate: ") for line in err.splitlines())
+    lines = out.splitlines()
+    assert lines[1] == "Rejected 7 records: invalid_json (7)"
+    assert lines[2] == "Not JSON: " + ", ".join(f"garbage.jsonl:{n}" for n in range(1, 6)) + " and 2 more"
+    code, out, err = run(capsys, "ingest", "--json", "garbage.jsonl")
+    assert code == 1 and json.loads(out)["unreadable_lines"] == [f"garbage.jsonl:{n}" for n in range(1, 6)]
+
+
+def test_ingest_of_a_mixed_file_reports_the_rejects(isolated: Path, capsys) -> None:
+    good = (FIXTURES / "seed_envelope.jsonl").read_text(encoding="utf-8").splitlines()
+    text = "\n".join([good[0], "{oops", *good[1:], '{"hook_event_name": "Stop"}', "[1, 2]", ""])
+    (isolated / "mixed.jsonl").write_text(text, encoding="utf-8")
+    code, out, err = run(capsys, "ingest", "mixed.jsonl")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"Ingested {len(good)} events into 1 session (1 new) in ")
+    assert lines[1] == "Rejected 4 records: not_an_object (2), invalid_json (1), no_session_id (1)"
+    assert lines[2] == "Not JSON: mixed.jsonl:2"
+    assert "error" not in err
+
+
+def test_ingest_twice_does_not_duplicate(isolated: Path, capsys) -> None:
+    mpm = str(FIXTURES / "claude_mpm_session.jsonl")
+    assert run(capsys, "ingest", mpm)[0] == 0
+    assert listed_counts(capsys) == {MPM["session_id"]: MPM["total_session_events"]}
+    code, out, _ = run(capsys, "ingest", mpm, "--json")
+    assert code == 0
+    assert (json.loads(out)["events"], json.loads(out)["duplicates"]) == (0, MPM["total_session_events"])
+    assert listed_counts(capsys) == {MPM["session_id"]: MPM["total_session_events"]}
+
+
+def test_ingest_twice_leaves_the_session_as_it_was(isolated: Path, capsys) -> None:
+    mpm = str(FIXTURES / "claude_mpm_session.jsonl")
+    run(capsys, "ingest", mpm)
+    run(capsys, "ingest", mpm)
+    code, out, _ = run(capsys, "sessions", "--json")
+    assert [item["status"] for item in json.loads(out)] == ["completed"]
+
+
+def test_ingest_into_a_locked_directory(isolated: Path, tmp_path: Path, capsys) -> None:
+    from agent_aggregator.aggregator import EventAggregator
+
+    directory = tmp_path / "live"
+    live = EventAggregator(config=Config(activity_directory=directory))
+    live.start()
+    try:
+        code, out, err = run(capsys, "--save-dir", str(directory), "ingest",
+                             str(FIXTURES / "raw_hooks_session.jsonl"))
+    finally:
+        live.stop()
+    assert code == 1 and out == ""
+    assert err == (f"aggregate: error: activity directory {directory} is already used by another aggregator "
+                   f"(pid {os.getpid()})\n")
+    assert not list(directory.glob("session_*"))
+
+
+def test_ingest_unreadable_or_empty_input(isolated: Path, capsys) -> None:
+    code, out, err = run(capsys, "ingest", "missing.jsonl")
+    assert (code, out) == (1, "")
+    assert err == "aggregate: error: missing.jsonl: No such file or directory\n"
+    assert not (isolated / ".claude-mpm").exists()  # failed before touching the directory
+    (isolated / "empty.jsonl").write_text("\n\n", encoding="utf-8")
+    code, out, err = run(capsys, "ingest", "empty.jsonl")
+    assert (code, err) == (0, "")
+    assert out.startswith("Ingested 0 events into 0 sessions (0 new) in ")

@@ -180,6 +180,9 @@ class EventAggregator:
 
     def handle_event(self, payload: Any, event_name: str | None = None) -> SessionEvent | None:
         """Normalize and ingest one raw payload; bad ones are counted, never raised."""
+        if not self.config.enabled:
+            self._count_rejection(RejectedEvent("capture_disabled", ignorable=True))
+            return None
         try:
             event = normalize(payload, event_name, received_at=self._clock())
         except RejectedEvent as rejection:
@@ -194,20 +197,24 @@ class EventAggregator:
     def ingest(self, event: SessionEvent, *, source: str | None = None) -> SessionEvent | None:
         """Record an already-normalized event (replay and recovery come in here too)."""
         with self._lock:
+            resumed = event.session_id not in self.tracker.sessions
             session = self._session_for(event)
+            resumed = resumed and session is not None
             if not self._captures(event):
                 session = session or self.tracker.open_session(event)
                 session.metrics.dropped_events += 1
                 return None
             outcome = self.tracker.apply(event)
             if outcome.duplicate:
+                if resumed:  # a replay of what was saved: leave the saved session as it was
+                    self._remember_completed(self.tracker.forget(event.session_id) or outcome.session)
                 return None
             session = outcome.session
             if outcome.new_session and session.metadata.get("source") is None:
                 session.metadata["source"] = source
             self.total_events += 1
             self._last_seen[session.session_id] = self._clock()
-            self._journal(session, [event])
+            self._journal(session, [event])  # a new journal starts with every earlier event
             if outcome.session_ended:
                 self._complete(session)
             elif outcome.turn_ended:
@@ -222,10 +229,8 @@ class EventAggregator:
         earlier = self._recent.pop(event.session_id, None) or self._load_saved(event.session_id)
         if earlier is None:
             return None
-        session = self.tracker.adopt(earlier)
-        self._journal(session, session.events)
-        log.info("resumed session %s (%d events so far)", session.session_id, len(session.events))
-        return session
+        log.debug("resuming session %s (%d events so far)", earlier.session_id, len(earlier.events))
+        return self.tracker.adopt(earlier)
 
     def _load_saved(self, session_id: str) -> AgentSession | None:
         if not self.store.is_writer:

@@ -13,19 +13,22 @@ Every failure is one line on stderr and a non-zero exit, never a traceback:
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple, Sequence
 
 from . import __version__
 from .errors import AggregatorError, AmbiguousSessionError, SessionNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import logging
+    from collections import Counter
 
     from rich.console import Console
 
+    from .aggregator import EventAggregator
     from .config import Config
     from .model import AgentSession, SessionSummary
     from .store import SessionStore
@@ -518,6 +521,171 @@ def cleanup_command(ctx: Context) -> int:
     for path in removed:
         ctx.line(f"  - {Path(path).name}")
     return 0
+
+
+# --- ingest -------------------------------------------------------------------------------
+
+STDIN = "-"
+WRAPPER_KEYS = frozenset({"event", "payload", "timestamp", "transport"})
+UNREADABLE_SHOWN = 5
+_BOM = b"\xef\xbb\xbf"
+_NOT_JSON = object()
+
+
+class _Unparsed(NamedTuple):
+    """A line that is not JSON: the aggregator gets it as is and counts the rejection."""
+
+    line: bytes
+    where: str
+
+
+class _Tally:
+    """What one ``aggregate ingest`` fed to the aggregator and what came of it."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.events = 0
+        self.sessions: set[str] = set()
+        self.not_json: list[str] = []  # the first UNREADABLE_SHOWN file:line locations
+        self.not_json_total = 0
+
+
+def _parse(text: bytes) -> Any:
+    from .jsonio import loads
+
+    try:
+        return loads(text)
+    except ValueError:
+        return _NOT_JSON
+
+
+def _records(label: str, handle: BinaryIO, first_line: int = 1, may_be_document: bool = True) -> Iterator[Any]:
+    """Each record of one input, streamed line by line (JSONL); a JSON array on a line gives
+    its items. An input whose first line is not JSON but opens an object or array is tried
+    as one (pretty-printed) document: the only case that is read whole."""
+    for number, line in enumerate(handle, first_line):
+        text = line.strip().removeprefix(_BOM)
+        if not text:
+            continue
+        value = _parse(text)
+        if value is _NOT_JSON and may_be_document and text[:1] in (b"{", b"["):
+            rest = handle.read()
+            value = _parse(text + b"\n" + rest)
+            if value is _NOT_JSON:  # not one document either: on, line by line
+                yield _Unparsed(text, f"{label}:{number}")
+                yield from _records(label, io.BytesIO(rest), number + 1, may_be_document=False)
+                return
+        may_be_document = False
+        if value is _NOT_JSON:
+            yield _Unparsed(text, f"{label}:{number}")
+        elif isinstance(value, list):
+            yield from value
+        else:
+            yield value
+
+
+def _unwrap(record: Any) -> tuple[Any, str | None]:
+    """A recording wrapper's payload and event name; any other record is a payload itself."""
+    if not (isinstance(record, dict) and isinstance(record.get("payload"), dict) and record.keys() <= WRAPPER_KEYS):
+        return record, None
+    payload = record["payload"]
+    if "timestamp" in record and "timestamp" not in payload:  # a raw hook stamped on receipt
+        payload = {**payload, "timestamp": record["timestamp"]}
+    name = record.get("event")
+    return payload, name if isinstance(name, str) else None
+
+
+def _label(name: str) -> str:
+    return "<stdin>" if name == STDIN else name
+
+
+def _feed(aggregator: "EventAggregator", names: list[str], tally: _Tally) -> None:
+    from contextlib import nullcontext
+
+    for name in names:
+        with nullcontext(sys.stdin.buffer) if name == STDIN else open(name, "rb") as handle:
+            for record in _records(_label(name), handle):
+                tally.records += 1
+                if isinstance(record, _Unparsed):
+                    tally.not_json_total += 1
+                    if len(tally.not_json) < UNREADABLE_SHOWN:
+                        tally.not_json.append(record.where)
+                    event = aggregator.handle_event(record.line)
+                else:
+                    event = aggregator.handle_event(*_unwrap(record))
+                if event is not None:
+                    tally.events += 1
+                    tally.sessions.add(event.session_id)
+
+
+@command(
+    "ingest",
+    "feed recorded payloads (JSONL or JSON files) into the activity directory",
+    arg("files", nargs="*", metavar="FILE", help="JSONL or JSON file of payloads, '-' for stdin (default: stdin)"),
+    arg("--json", action="store_true", help="print the result as JSON"),
+)
+def ingest_command(ctx: Context) -> int:
+    from .aggregator import EventAggregator
+
+    names = ctx.args.files or [STDIN]
+    for name in names:  # an unreadable file fails before anything is ingested
+        if name != STDIN:
+            open(name, "rb").close()
+    if STDIN in names and sys.stdin.isatty():
+        print("Reading payloads from stdin (end with Ctrl+D)", file=sys.stderr)
+    aggregator = EventAggregator(config=ctx.config)
+    tally, existing = _Tally(), set[str]()
+    try:
+        aggregator.start()  # StoreLockedError while a live aggregator holds the directory
+        existing = {summary.session_id for summary in aggregator.store.list_sessions()}
+        _feed(aggregator, names, tally)
+    finally:
+        aggregator.stop()  # saves everything ingested, even after an error or Ctrl+C
+
+    new_sessions = len(tally.sessions - existing)
+    duplicates = aggregator.get_status()["duplicate_events"]
+    if ctx.args.json:
+        print_json({
+            "events": tally.events, "sessions": len(tally.sessions), "new_sessions": new_sessions,
+            "duplicates": duplicates, "rejected": dict(aggregator.rejected), "ignored": dict(aggregator.ignored),
+            "unreadable_lines": tally.not_json, "directory": str(ctx.activity_directory),
+        })
+    else:
+        _print_ingest(ctx, aggregator, tally, new_sessions, duplicates)
+    unusable = sum(aggregator.rejected.values()) + sum(aggregator.ignored.values())
+    if tally.records and unusable == tally.records:
+        inputs = ", ".join(_label(name) for name in names[:3])
+        return _fail(f"no usable events in {inputs}" + (f" and {len(names) - 3} more" if len(names) > 3 else ""))
+    return 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _print_ingest(
+    ctx: Context, aggregator: "EventAggregator", tally: _Tally, new_sessions: int, duplicates: int
+) -> None:
+    from .describe import one_line
+
+    def kinds(counter: "Counter[str]") -> str:
+        return ", ".join(f"{one_line(kind)} ({n})" for kind, n in counter.most_common())
+
+    ctx.line(f"Ingested {_count(tally.events, 'event')} into {_count(len(tally.sessions), 'session')}"
+             f" ({new_sessions} new) in {ctx.activity_directory}")
+    if duplicates:
+        ctx.line(f"Skipped {_count(duplicates, 'duplicate event')} (already captured)")
+    if aggregator.rejected:
+        ctx.line(f"Rejected {_count(sum(aggregator.rejected.values()), 'record')}: {kinds(aggregator.rejected)}")
+    if tally.not_json:
+        more = tally.not_json_total - len(tally.not_json)
+        ctx.line("Not JSON: " + one_line(", ".join(tally.not_json)) + (f" and {more} more" if more else ""))
+    if aggregator.ignored:
+        ignored = _count(sum(aggregator.ignored.values()), "transport message")
+        ctx.line(f"Ignored {ignored}: {kinds(aggregator.ignored)}")
+    for report in aggregator.recovered:
+        ctx.line(f"Recovered session {one_line(report.session_id)} ({_count(report.events, 'event')}) from the journal"
+                 f" an earlier run left behind, saved as {report.file_path.name}")
 
 
 # --- entry point --------------------------------------------------------------------------
