@@ -159,7 +159,7 @@ def test_missing_activity_directory_is_not_an_error(isolated: Path, capsys, argv
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert lines[0] == f"No sessions captured yet in {isolated / '.claude-mpm' / 'activity'}"
-    assert "aggregate start" in lines[1]
+    assert "aggregate ingest" in lines[1]
     assert not (isolated / ".claude-mpm").exists()  # reading never creates the directory
 
 

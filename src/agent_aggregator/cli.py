@@ -37,8 +37,8 @@ PROG = "aggregate"
 EXPORT_FORMATS_HELP = "full, summary, events, csv, markdown"
 SORT_KEYS = ("time", "events", "duration")
 CAPTURE_HINT = (
-    "Start capturing with `aggregate start` (it listens to the claude-mpm monitor on "
-    "localhost:8765), let your agents work, then run this again."
+    "Load recorded hook payloads with `aggregate ingest FILE.jsonl` "
+    "(see the README's 'Try it in one minute'), then run this again."
 )
 
 # --- command registry --------------------------------------------------------------------
