@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from agent_aggregator import jsonio
 from agent_aggregator.errors import AmbiguousSessionError, SessionNotFoundError, StoreError, StoreLockedError
 from agent_aggregator.model import COMPLETED, RECOVERED, AgentSession, SessionEvent
 from agent_aggregator.store import (
+    INDEX_NAME,
     INTERRUPTED,
     SessionStore,
     safe_id_fragment,
@@ -574,3 +576,25 @@ def test_cleanup_dry_run_then_for_real(store: SessionStore) -> None:
     assert sorted(s.session_id for s in store.list_sessions()) == ["journaled-old", "open-old", "recent"]
     assert "old-one" not in (store.directory / ".index.json").read_text()
     assert store.cleanup(30, now=now) == []
+
+
+def test_index_writes_are_debounced_and_flushed_on_release(tmp_path: Path, monkeypatch) -> None:
+    writes: list[Path] = []
+    real_write = jsonio.write_bytes_atomic
+
+    def counting_write(path, payload, **options):
+        if Path(path).name == INDEX_NAME:
+            writes.append(Path(path))
+        return real_write(path, payload, **options)
+
+    monkeypatch.setattr(jsonio, "write_bytes_atomic", counting_write)
+    writer = SessionStore(tmp_path / "activity", rebuild=rebuild)
+    writer.acquire()
+    for i in range(20):
+        writer.finalize(make_session(f"burst-{i:02d}", T0 + timedelta(minutes=i)))
+    assert len(writes) == 1  # the first save writes the index; the rest of the burst waits
+    # A reader meanwhile sees every session: a stale index only means re-parsing.
+    assert len(SessionStore(tmp_path / "activity").list_sessions()) == 20
+    writer.release()
+    on_disk = json.loads((tmp_path / "activity" / INDEX_NAME).read_text())
+    assert len([e for e in on_disk["files"].values() if e.get("summary")]) == 20

@@ -44,11 +44,12 @@ def read_json(path: Path) -> Any:
         return orjson.loads(handle.read())
 
 
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
+def write_bytes_atomic(path: Path, payload: bytes, *, durable: bool = True) -> None:
     """Write a whole file so that readers see the old or the new, never a half.
 
     Temp file in the same directory, fsync, rename, then fsync the directory so
-    the rename itself survives a crash.
+    the rename itself survives a crash. ``durable=False`` skips both fsyncs, for
+    caches that are cheap to rebuild.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,8 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(temp_name, 0o666 & ~_current_umask())
         os.replace(temp_name, path)
     except BaseException:
@@ -66,7 +68,8 @@ def write_bytes_atomic(path: Path, payload: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
 
 
 def write_json_atomic(path: Path, value: Any, *, indent: bool = True) -> None:

@@ -32,6 +32,8 @@ from .errors import AmbiguousSessionError, SessionNotFoundError, StoreError, Sto
 from .model import ACTIVE, AgentSession, SessionEvent, SessionSummary
 from .timeutil import UTC, format_timestamp, now_utc, parse_timestamp
 
+INDEX_SAVE_INTERVAL = 2.0  # seconds between index writes while sessions are being saved
+
 log = logging.getLogger("agent_aggregator.store")
 
 INDEX_NAME = ".index.json"
@@ -301,6 +303,8 @@ class SessionStore:
         self._lock_file: BinaryIO | None = None
         self._index: dict[str, dict[str, Any]] | None = None
         self._mutex = threading.RLock()
+        self._index_dirty = False
+        self._index_saved_at = float("-inf")
         # Final paths by session id: assigned once, or taken from load() (a resumed
         # session keeps its file) or from a recovered journal (its final name).
         self._paths: dict[str, Path] = {}
@@ -349,6 +353,9 @@ class SessionStore:
     def release(self) -> None:
         if self._lock_file is None:
             return
+        with self._mutex:
+            if self._index_dirty:
+                self._save_index()
         fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
         self._lock_file.close()
         self._lock_file = None
@@ -478,7 +485,7 @@ class SessionStore:
         self._write_session(session, path)
         with self._mutex:
             self._remember(path, session)
-            self._save_index()
+            self._index_changed()
         return path
 
     def finalize(self, session: AgentSession) -> Path:
@@ -496,7 +503,7 @@ class SessionStore:
             self._live_journals.discard(journal.name)
             self._remember(path, session)
             self._entries().pop(journal.name, None)
-            self._save_index()
+            self._index_changed()
         return path
 
     def _write_session(self, session: AgentSession, path: Path) -> None:
@@ -783,11 +790,26 @@ class SessionStore:
             return {}
         return {name: entry for name, entry in raw["files"].items() if isinstance(entry, dict)}
 
+    def _index_changed(self) -> None:
+        """Write the index at most every INDEX_SAVE_INTERVAL seconds while saves pour in.
+
+        Rewriting it on every turn end made bulk writes quadratic in the number
+        of sessions; a stale index on disk costs readers only a re-parse of the
+        files whose inode, mtime or size no longer match, and release() writes
+        the last state.
+        """
+        self._index_dirty = True
+        if time.monotonic() - self._index_saved_at >= INDEX_SAVE_INTERVAL:
+            self._save_index()
+
     def _save_index(self) -> None:
-        """The index is a cache: failing to write it (read-only directory) only costs re-parsing later."""
+        """The index is a cache: failing to write it (read-only directory) only costs re-parsing
+        later, and losing it in a crash costs the same, so it is renamed into place without fsync."""
         payload = jsonio.dumps({"version": INDEX_VERSION, "files": self._entries()})
+        self._index_dirty = False
+        self._index_saved_at = time.monotonic()
         try:
-            jsonio.write_bytes_atomic(self._index_path, payload)
+            jsonio.write_bytes_atomic(self._index_path, payload, durable=False)
         except OSError as err:
             log.debug("index %s not written: %s", self._index_path, err)
 
