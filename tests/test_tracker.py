@@ -281,3 +281,26 @@ def test_task_post_without_correlation_completes_the_only_unreturned_delegation(
     feed.mpm("tool_event", "post_tool", {"tool_name": "Task", "success": False, "status": "error"})
     [delegation] = feed.session.delegations
     assert (delegation.status, delegation.success) == (FAILED, False)
+
+
+def test_incremental_delegation_counts_match_a_full_recount():
+    from agent_aggregator.model import SessionMetrics
+
+    feed = Feed()
+    for i in range(12):
+        pre(feed, "Agent", f"t{i}", subagent_type=["Explore", "Plan", "general-purpose"][i % 3])
+        feed.hook("SubagentStart", agent_id=f"a{i}", agent_type=["Explore", "Plan", "general-purpose"][i % 3])
+        if i % 4 == 0:
+            feed.hook("SubagentStop", agent_id=f"a{i}")
+        if i % 4 == 1:
+            feed.hook("PostToolUseFailure", tool_name="Agent", tool_use_id=f"t{i}", tool_input={}, error="boom")
+        if i % 4 == 2:
+            feed.hook("SubagentStop", agent_id=f"a{i}")
+            feed.hook("PostToolUse", tool_name="Agent", tool_use_id=f"t{i}", tool_input={}, tool_response={"status": "error"})
+    feed.tracker.mark_stale(SID, T0 + timedelta(hours=2))
+    feed.hook("SubagentStop", agent_id="a3")  # a stale delegation that finishes after all
+    fresh = SessionMetrics()
+    fresh.recount_delegations(feed.session.delegations)
+    got = feed.session.metrics
+    assert (got.total_delegations, got.successful_delegations, got.failed_delegations) == (
+        fresh.total_delegations, fresh.successful_delegations, fresh.failed_delegations) == (12, 4, 6)

@@ -231,6 +231,15 @@ class AgentDelegation:
 # --- metrics --------------------------------------------------------------------
 
 
+def delegation_outcome(delegation: AgentDelegation) -> str | None:
+    """How a delegation counts in the metrics: ``successful``, ``failed`` or not yet."""
+    if delegation.status == DONE and delegation.success:
+        return "successful"
+    if delegation.status == FAILED:
+        return "failed"
+    return None
+
+
 @dataclass
 class SessionMetrics:
     """Counts kept up to date event by event, so listing never re-scans events."""
@@ -263,11 +272,25 @@ class SessionMetrics:
             self.files_modified.append(path)
 
     def recount_delegations(self, delegations: Iterable[AgentDelegation]) -> None:
-        """Delegation totals are derived: a delegation's outcome can change after it ends."""
+        """Delegation totals from scratch (session end, the seeds' API); the tracker
+        keeps them current event by event with ``shift_outcome`` instead."""
         items = list(delegations)
         self.total_delegations = len(items)
-        self.successful_delegations = sum(1 for d in items if d.status == DONE and d.success)
-        self.failed_delegations = sum(1 for d in items if d.status == FAILED)
+        self.successful_delegations = sum(1 for d in items if delegation_outcome(d) == "successful")
+        self.failed_delegations = sum(1 for d in items if delegation_outcome(d) == "failed")
+
+    def shift_outcome(self, before: str | None, after: str | None) -> None:
+        """One delegation's outcome changed (running -> successful, successful -> failed ...)."""
+        if before == after:
+            return
+        if before == "successful":
+            self.successful_delegations -= 1
+        elif before == "failed":
+            self.failed_delegations -= 1
+        if after == "successful":
+            self.successful_delegations += 1
+        elif after == "failed":
+            self.failed_delegations += 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -415,7 +438,8 @@ class AgentSession:
         )
         self.delegations.append(delegation)
         self.metrics.note_agent(delegation.agent_type)
-        self.metrics.recount_delegations(self.delegations)
+        self.metrics.total_delegations += 1
+        self.metrics.shift_outcome(None, delegation_outcome(delegation))
         return delegation
 
     def complete_delegation(

@@ -17,6 +17,8 @@ no state, never raises anything but ``RejectedEvent``.
 from __future__ import annotations
 
 import hashlib
+import re
+import sys
 from datetime import datetime
 from typing import Any, Callable
 
@@ -29,6 +31,7 @@ from .timeutil import format_timestamp, normalize_timestamp, now_utc
 MAX_STRING_CHARS = 64 * 1024
 MAX_DEPTH = 48
 MAX_SESSION_ID_CHARS = 200
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 # Socket.IO / SSE messages that are transport chatter, not agent activity.
 CONTROL_EVENTS = frozenset(
@@ -406,9 +409,9 @@ def _session_id(payload: dict[str, Any], data: dict[str, Any] | None = None) -> 
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise RejectedEvent("bad_session_id", f"session id of type {type(value).__name__}")
     text = str(value).strip()
-    if not text or len(text) > MAX_SESSION_ID_CHARS or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    if not text or len(text) > MAX_SESSION_ID_CHARS or _CONTROL_CHARS.search(text):
         raise RejectedEvent("bad_session_id", "empty, too long or containing control characters")
-    return text
+    return sys.intern(text)
 
 
 def _text(value: Any) -> str | None:
@@ -430,11 +433,48 @@ def _decode_json_bytes(raw: bytes | bytearray) -> Any:
         raise RejectedEvent("invalid_json", str(error).splitlines()[0][:120]) from None
 
 
+# Values repeated on every event of a session: interned, so 100k events hold one
+# copy of each instead of 100k (about 0.5 KB per event, DESIGN's memory budget).
+_SHARED_VALUE_KEYS = frozenset(
+    {"cwd", "transcript_path", "working_directory", "permission_mode", "git_branch", "agent_type",
+     "agent_id", "tool_name", "prompt_id", "source", "hook_event_name", "operation_type", "security_risk"}
+)
+
+
+# Nesting the session file adds around a payload (session, events, event, data ...);
+# a payload orjson still encodes under this many extra levels is safe to store.
+_STORE_NESTING = 8
+
+
 def _capped_copy(mapping: dict[str, Any]) -> dict[str, Any]:
     """A copy whose strings, depth and keys are bounded, with a visible marker on
-    every cap, so one pathological payload cannot bloat or break the store."""
-    capped = _cap(mapping, 0)
-    return capped if isinstance(capped, dict) else {}
+    every cap, so one pathological payload cannot bloat or break the store.
+
+    Fast path: when orjson encodes the payload (wrapped as deep as the store will
+    nest it) in fewer bytes than one string may have, nothing needs capping and a
+    shallow copy will do (normalize and the tracker only change top-level keys).
+    """
+    capped = _shallow_if_safe(mapping)
+    if capped is None:
+        capped = _cap(mapping, 0)
+    if not isinstance(capped, dict):
+        return {}
+    for key in _SHARED_VALUE_KEYS.intersection(capped):
+        value = capped[key]
+        if isinstance(value, str) and len(value) <= 512:
+            capped[key] = sys.intern(value)
+    return capped
+
+
+def _shallow_if_safe(mapping: dict[str, Any]) -> dict[str, Any] | None:
+    wrapped: Any = mapping
+    for _ in range(_STORE_NESTING):
+        wrapped = [wrapped]
+    try:
+        encoded = orjson.dumps(wrapped)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    return dict(mapping) if len(encoded) <= MAX_STRING_CHARS else None
 
 
 def _cap(value: Any, depth: int) -> Any:

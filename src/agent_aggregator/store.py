@@ -303,6 +303,7 @@ class SessionStore:
         self._lock_file: BinaryIO | None = None
         self._index: dict[str, dict[str, Any]] | None = None
         self._mutex = threading.RLock()
+        self._guarded: set[Path] = set()
         self._index_dirty = False
         self._index_saved_at = float("-inf")
         # Final paths by session id: assigned once, or taken from load() (a resumed
@@ -406,9 +407,16 @@ class SessionStore:
             )
 
     def _guard(self, path: Path) -> None:
-        """Second line of defence behind safe names: never write outside the directory."""
+        """Second line of defence behind safe names: never write outside the directory.
+
+        A path is checked once: resolving it on every journal append cost more
+        than the append itself, and a session's paths never change.
+        """
+        if path in self._guarded:
+            return
         if path.resolve().parent != self.directory.resolve():
             raise StoreError(f"refusing to write {path}: outside the activity directory {self.directory}")
+        self._guarded.add(path)
 
     # -- paths --
 

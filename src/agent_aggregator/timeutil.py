@@ -53,10 +53,10 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 
 def format_timestamp(moment: datetime) -> str:
-    """ISO 8601 with timezone and microseconds, the one form we write."""
+    """ISO 8601 in UTC, the one form we write: stored times then sort as text."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat()
+        return moment.replace(tzinfo=UTC).isoformat()
+    return moment.astimezone(UTC).isoformat()
 
 
 def normalize_timestamp(value: Any, default: datetime | None = None) -> str:

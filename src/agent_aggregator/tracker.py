@@ -25,6 +25,7 @@ from .model import (
     AgentDelegation,
     AgentSession,
     SessionEvent,
+    delegation_outcome,
 )
 from .timeutil import milliseconds_between, parse_timestamp
 
@@ -78,8 +79,9 @@ class SessionState:
     open_tools: dict[str, SessionEvent] = field(default_factory=dict)
     by_tool_use_id: dict[str, AgentDelegation] = field(default_factory=dict)
     by_agent_id: dict[str, AgentDelegation] = field(default_factory=dict)
+    open: list[AgentDelegation] = field(default_factory=list)  # running ones, oldest first (pruned lazily)
     started: set[int] = field(default_factory=set)  # id() of delegations a SubagentStart reached
-    implicit: set[int] = field(default_factory=set)  # id() of delegations opened by SubagentStart
+    implicit: dict[int, AgentDelegation] = field(default_factory=dict)  # opened by SubagentStart, not yet by a call
     last_activity: dict[int, datetime] = field(default_factory=dict)
     returned: set[int] = field(default_factory=set)  # id() of delegations whose Task call returned
     seen_ids: set[str] = field(default_factory=set)
@@ -161,13 +163,11 @@ class SessionTracker:
         if session is None or state is None:
             return 0
         marked = 0
-        for delegation in session.open_delegations:
+        for delegation in self._open(state):
             last = state.last_activity.get(id(delegation), delegation.start_time)
             if last < idle_since:
-                delegation.status = STALE
+                delegation.status = STALE  # running -> stale changes no outcome count
                 marked += 1
-        if marked:
-            session.metrics.recount_delegations(session.delegations)
         return marked
 
     # -- meaning ----------------------------------------------------------------
@@ -275,7 +275,7 @@ class SessionTracker:
             if delegation is None:
                 delegation = self._bind_unknown_agent(session, state, event.agent_id, event.data.get("agent_type"))
         elif not state.source_sends_agent_ids:
-            open_now = session.open_delegations
+            open_now = self._open(state)
             if len(open_now) == 1:
                 delegation = open_now[0]
         if delegation is not None:
@@ -296,8 +296,9 @@ class SessionTracker:
         delegation = self._adoptable(session, state, agent_type, moment)
         if delegation is None:
             delegation = session.add_delegation(agent_type, instructions, moment, description=description)
+            state.open.append(delegation)
         else:
-            state.implicit.discard(id(delegation))
+            state.implicit.pop(id(delegation), None)
             delegation.instructions = delegation.instructions or instructions
             delegation.description = delegation.description or description
         delegation.tool_use_id = event.correlation_id
@@ -309,10 +310,9 @@ class SessionTracker:
         self, session: AgentSession, state: SessionState, agent_type: str, moment: datetime
     ) -> AgentDelegation | None:
         """A delegation a SubagentStart opened before its PreToolUse(Task) arrived."""
-        for delegation in session.delegations:
+        for delegation in state.implicit.values():
             if (
-                id(delegation) in state.implicit
-                and delegation.tool_use_id is None
+                delegation.tool_use_id is None
                 and delegation.agent_type in (agent_type, "unknown")
                 and abs(moment - delegation.start_time) <= ADOPT_WINDOW
             ):
@@ -324,15 +324,14 @@ class SessionTracker:
 
     def _subagent_start(self, session: AgentSession, state: SessionState, event: SessionEvent) -> None:
         agent_type = event.data.get("agent_type") if isinstance(event.data.get("agent_type"), str) else None
-        candidates = [
-            d for d in session.open_delegations if id(d) not in state.started and d.agent_id is None
-        ]
+        candidates = [d for d in self._open(state) if id(d) not in state.started and d.agent_id is None]
         matching = [d for d in candidates if agent_type is None or d.agent_type == agent_type]
         delegation = (matching or candidates or [None])[0]
         if delegation is None:
             instructions = event.data.get("prompt") if isinstance(event.data.get("prompt"), str) else ""
             delegation = session.add_delegation(agent_type or "unknown", instructions, event.moment)
-            state.implicit.add(id(delegation))
+            state.open.append(delegation)
+            state.implicit[id(delegation)] = delegation
         state.started.add(id(delegation))
         state.last_activity[id(delegation)] = event.moment
         if event.agent_id:
@@ -347,7 +346,7 @@ class SessionTracker:
         if delegation is None and event.agent_id:
             delegation = self._bind_unknown_agent(session, state, event.agent_id, agent_type)
         if delegation is None and not event.agent_id:
-            open_now = session.open_delegations
+            open_now = self._open(state)
             if len(open_now) == 1:
                 delegation = open_now[0]
         if delegation is None:
@@ -360,7 +359,7 @@ class SessionTracker:
     ) -> AgentDelegation | None:
         """An agent id we have not seen: it belongs to the only open, unbound delegation
         (of its type, when the event names one). Several candidates: no guess."""
-        unbound = [d for d in session.open_delegations if d.agent_id is None]
+        unbound = [d for d in self._open(state) if d.agent_id is None]
         if isinstance(agent_type, str) and agent_type:
             typed = [d for d in unbound if d.agent_type == agent_type]
             unbound = typed or unbound
@@ -368,6 +367,14 @@ class SessionTracker:
             return None
         self._bind(state, unbound[0], agent_id)
         return unbound[0]
+
+    @staticmethod
+    def _open(state: SessionState) -> list[AgentDelegation]:
+        """Running delegations, oldest first; closed ones are pruned here, so the
+        cost follows how many are open, not how many the session ever had."""
+        if any(not d.is_open for d in state.open):
+            state.open = [d for d in state.open if d.is_open]
+        return state.open
 
     @staticmethod
     def _bind(state: SessionState, delegation: AgentDelegation, agent_id: str) -> None:
@@ -378,11 +385,12 @@ class SessionTracker:
         self, session: AgentSession, state: SessionState, delegation: AgentDelegation, stop: SessionEvent
     ) -> None:
         if delegation.is_open or delegation.status == STALE:
+            before = delegation_outcome(delegation)
             delegation.close(stop.moment, success=True)
+            session.metrics.shift_outcome(before, delegation_outcome(delegation))
         response = stop.data.get("response")
         if isinstance(response, str) and response and not delegation.response_preview:
             delegation.response_preview = response[:RESPONSE_PREVIEW_CHARS]
-        session.metrics.recount_delegations(session.delegations)
 
     def _remember_early_stop(self, state: SessionState, event: SessionEvent) -> None:
         key = event.agent_id or f"type:{event.data.get('agent_type') or 'unknown'}"
@@ -414,7 +422,9 @@ class SessionTracker:
         state.returned.add(id(delegation))
         success = event.event_type == "PostToolUse" and event.data.get("success") is not False
         end_time = delegation.end_time if delegation.end_time and not delegation.is_open else event.moment
+        before = delegation_outcome(delegation)
         delegation.close(end_time, success=success, status=DONE if success else FAILED)
+        session.metrics.shift_outcome(before, delegation_outcome(delegation))
         text = event.data.get("response") if success else event.data.get("error")
         if isinstance(text, str) and text:
             delegation.response_preview = text[:RESPONSE_PREVIEW_CHARS]
@@ -422,4 +432,3 @@ class SessionTracker:
             agent_id = event.data["tool_response"].get("agentId")
             if isinstance(agent_id, str) and agent_id:
                 self._bind(state, delegation, agent_id)
-        session.metrics.recount_delegations(session.delegations)
