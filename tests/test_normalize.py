@@ -300,3 +300,9 @@ def test_every_shared_stream_json_line_is_kept_or_rejected_cleanly():
         except RejectedEvent:
             continue
         assert event.category in CATEGORIES
+
+
+def test_dashboard_messages_are_chatter():
+    with pytest.raises(RejectedEvent) as caught:
+        normalize({"count": 1}, "dashboard:client:count")
+    assert caught.value.ignorable

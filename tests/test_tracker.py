@@ -304,3 +304,27 @@ def test_incremental_delegation_counts_match_a_full_recount():
     got = feed.session.metrics
     assert (got.total_delegations, got.successful_delegations, got.failed_delegations) == (
         fresh.total_delegations, fresh.successful_delegations, fresh.failed_delegations) == (12, 4, 6)
+
+
+def test_claude_mpm_synthetic_start_opens_nothing_even_before_its_task_call():
+    feed = Feed()
+    # Seen on claude-mpm 5.9.10: its own announcement arrives first, with a renamed type.
+    feed.mpm("hook_event", "subagent_start", {"agent_type": "engineer", "agent_id": f"engineer_{SID}", "prompt": "MEMORY..."})
+    feed.mpm("tool_event", "pre_tool", {"tool_name": "Task", "tool_parameters": {"subagent_type": "Explore", "prompt": "Go"}},
+             correlation_id="c-task")
+    feed.mpm("hook_event", "subagent_start", {"agent_type": "Explore", "agent_id": "real1"})
+    feed.mpm("tool_event", "pre_tool", {"tool_name": "Grep", "tool_parameters": {"pattern": "x"}}, correlation_id="g")
+    [delegation] = feed.session.delegations
+    assert (delegation.agent_type, delegation.agent_id, delegation.instructions) == ("Explore", "real1", "Go")
+    assert delegation.tool_operations == ["Grep"]
+    assert feed.session.metrics.agents_used == ["Explore"]
+
+
+def test_an_untyped_delegation_learns_its_type_from_the_subagent():
+    feed = Feed()
+    # claude-mpm forwards Agent calls without their parameters.
+    feed.mpm("tool_event", "pre_tool", {"tool_name": "Agent", "tool_parameters": {"input_type": "dict"}}, correlation_id="c-a")
+    feed.mpm("hook_event", "subagent_start", {"agent_type": "Explore", "agent_id": "real2"})
+    [delegation] = feed.session.delegations
+    assert delegation.agent_type == "Explore"
+    assert feed.session.metrics.agents_used == ["Explore"]

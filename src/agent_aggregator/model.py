@@ -57,6 +57,8 @@ DONE = "completed"
 FAILED = "failed"
 STALE = "stale"
 
+UNKNOWN_AGENT = "unknown"  # a delegation whose agent type no event has named yet
+
 DEFAULT_IDLE_TIMEOUT = timedelta(minutes=60)
 RESPONSE_PREVIEW_CHARS = 500
 
@@ -437,7 +439,8 @@ class AgentSession:
             **fields,
         )
         self.delegations.append(delegation)
-        self.metrics.note_agent(delegation.agent_type)
+        if delegation.agent_type != UNKNOWN_AGENT:
+            self.metrics.note_agent(delegation.agent_type)
         self.metrics.total_delegations += 1
         self.metrics.shift_outcome(None, delegation_outcome(delegation))
         return delegation

@@ -93,7 +93,7 @@ def normalize(
     ``received_at`` stamps payloads that carry no time of their own (raw hooks).
     Raises ``RejectedEvent`` for payloads that cannot belong to a session.
     """
-    if event_name in CONTROL_EVENTS:
+    if event_name is not None and (event_name in CONTROL_EVENTS or event_name.startswith("dashboard:")):
         raise RejectedEvent(f"control:{event_name}", ignorable=True)
     if isinstance(payload, (bytes, bytearray)):
         payload = _decode_json_bytes(payload)
@@ -226,6 +226,7 @@ def _from_envelope(payload: dict[str, Any], event_name: str | None, received_at:
     agent_id = _text(data.get("agent_id")) or _text(payload.get("agent_id"))
     if agent_id and _is_synthetic_agent_id(agent_id, data, session_id):
         agent_id = None
+        data["synthetic_start"] = True
     timestamp = normalize_timestamp(payload.get("timestamp") or data.get("timestamp"), received_at)
     return _finish(
         event_type,
@@ -239,8 +240,10 @@ def _from_envelope(payload: dict[str, Any], event_name: str | None, received_at:
 
 
 def _is_synthetic_agent_id(agent_id: str, data: dict[str, Any], session_id: str) -> bool:
-    """claude-mpm invents ``<agent_type>_<session_id>`` on its subagent_start; it never
-    matches the real id SubagentStop reports, so it must not be used to bind."""
+    """claude-mpm announces every Task call with a subagent_start of its own, whose
+    ``<agent_type>_<session_id>`` id matches nothing and whose type is renamed
+    (seen on 5.9.10: Explore and general-purpose both became ``engineer``); the real
+    SubagentStart hook follows separately. Such events are marked ``synthetic_start``."""
     return agent_id.endswith(f"_{session_id}")
 
 

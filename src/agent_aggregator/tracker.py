@@ -24,6 +24,7 @@ from .model import (
     STALE,
     AgentDelegation,
     AgentSession,
+    UNKNOWN_AGENT,
     SessionEvent,
     delegation_outcome,
 )
@@ -87,6 +88,14 @@ class SessionState:
     seen_ids: set[str] = field(default_factory=set)
     ledger: "OrderedDict[str, _Pending]" = field(default_factory=OrderedDict)
     source_sends_agent_ids: bool = False
+
+
+def _of_type(delegations: list[AgentDelegation], agent_type: str | None) -> list[AgentDelegation]:
+    """Delegations of this agent type first, then those whose type is still unknown."""
+    if agent_type is None:
+        return list(delegations)
+    exact = [d for d in delegations if d.agent_type == agent_type]
+    return exact or [d for d in delegations if d.agent_type == UNKNOWN_AGENT]
 
 
 class SessionTracker:
@@ -289,7 +298,7 @@ class SessionTracker:
 
     def _open_delegation(self, session: AgentSession, state: SessionState, event: SessionEvent) -> None:
         data = event.data
-        agent_type = data.get("subagent_type") if isinstance(data.get("subagent_type"), str) else "unknown"
+        agent_type = data.get("subagent_type") if isinstance(data.get("subagent_type"), str) else UNKNOWN_AGENT
         instructions = data.get("instructions") if isinstance(data.get("instructions"), str) else ""
         description = data.get("description") if isinstance(data.get("description"), str) else ""
         moment = event.moment
@@ -313,25 +322,25 @@ class SessionTracker:
         for delegation in state.implicit.values():
             if (
                 delegation.tool_use_id is None
-                and delegation.agent_type in (agent_type, "unknown")
+                and delegation.agent_type in (agent_type, UNKNOWN_AGENT)
                 and abs(moment - delegation.start_time) <= ADOPT_WINDOW
             ):
-                if delegation.agent_type == "unknown":
-                    delegation.agent_type = agent_type
-                    session.metrics.note_agent(agent_type)
+                self._learn_type(session, delegation, agent_type)
                 return delegation
         return None
 
     def _subagent_start(self, session: AgentSession, state: SessionState, event: SessionEvent) -> None:
+        if event.data.get("synthetic_start"):
+            return  # claude-mpm's own announcement of a Task call: the call itself opens it
         agent_type = event.data.get("agent_type") if isinstance(event.data.get("agent_type"), str) else None
         candidates = [d for d in self._open(state) if id(d) not in state.started and d.agent_id is None]
-        matching = [d for d in candidates if agent_type is None or d.agent_type == agent_type]
-        delegation = (matching or candidates or [None])[0]
+        delegation = (_of_type(candidates, agent_type) or candidates or [None])[0]
         if delegation is None:
             instructions = event.data.get("prompt") if isinstance(event.data.get("prompt"), str) else ""
-            delegation = session.add_delegation(agent_type or "unknown", instructions, event.moment)
+            delegation = session.add_delegation(agent_type or UNKNOWN_AGENT, instructions, event.moment)
             state.open.append(delegation)
             state.implicit[id(delegation)] = delegation
+        self._learn_type(session, delegation, agent_type)
         state.started.add(id(delegation))
         state.last_activity[id(delegation)] = event.moment
         if event.agent_id:
@@ -352,6 +361,7 @@ class SessionTracker:
         if delegation is None:
             self._remember_early_stop(state, event)
             return
+        self._learn_type(session, delegation, agent_type)
         self._close_by_stop(session, state, delegation, event)
 
     def _bind_unknown_agent(
@@ -361,12 +371,20 @@ class SessionTracker:
         (of its type, when the event names one). Several candidates: no guess."""
         unbound = [d for d in self._open(state) if d.agent_id is None]
         if isinstance(agent_type, str) and agent_type:
-            typed = [d for d in unbound if d.agent_type == agent_type]
-            unbound = typed or unbound
+            unbound = _of_type(unbound, agent_type) or unbound
         if len(unbound) != 1:
             return None
         self._bind(state, unbound[0], agent_id)
+        self._learn_type(session, unbound[0], agent_type)
         return unbound[0]
+
+    @staticmethod
+    def _learn_type(session: AgentSession, delegation: AgentDelegation, agent_type: Any) -> None:
+        """A delegation opened without a type (claude-mpm drops Agent's parameters)
+        takes the one its subagent reports."""
+        if delegation.agent_type == UNKNOWN_AGENT and isinstance(agent_type, str) and agent_type:
+            delegation.agent_type = agent_type
+            session.metrics.note_agent(agent_type)
 
     @staticmethod
     def _open(state: SessionState) -> list[AgentDelegation]:
