@@ -1,0 +1,349 @@
+"""SocketIOSource: listen to a Socket.IO server (claude-mpm's monitor, or our hub).
+
+python-socketio's ``AsyncClient`` over the websocket transport, with its own
+reconnection switched off: this class runs the loop itself (connect, wait for
+the disconnect, back off, retry) so that
+
+* the backoff is capped exponential with jitter: 0.5 s doubling to 10 s;
+* ``state`` is always exactly one of ``connecting``, ``connected``,
+  ``disconnected`` (the link just dropped, or not started/stopped) and
+  ``retrying`` (``attempt`` consecutive failures so far, next try in ``next_retry_in`` s);
+* the very first failure is visible (``state == "retrying"``, ``last_error``)
+  instead of hidden inside the library's retry loop.
+
+Every event the server emits reaches ``on_event(event_name, payload)`` through
+a catch-all handler (claude-mpm re-emits hooks under ``claude_event``,
+``hook_event``, ``tool_event``, ... and may add names). ``event_history``
+(what claude-mpm and our hub send on connect) is unpacked: each item is fed on
+its own, with event name None. Duplicates from such a replay are the
+aggregator's to drop (stable event ids), not this class's: it forwards all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import datetime
+from typing import Any, Callable
+
+from ..timeutil import now_utc
+
+log = logging.getLogger("agent_aggregator.sources.socketio")
+
+CONNECTING = "connecting"
+CONNECTED = "connected"
+DISCONNECTED = "disconnected"
+RETRYING = "retrying"
+STATES = (CONNECTING, CONNECTED, DISCONNECTED, RETRYING)
+
+HISTORY_EVENT = "event_history"
+BACKOFF_INITIAL = 0.5
+BACKOFF_MAX = 10.0
+JITTER = 0.2  # each delay is the nominal one minus up to 20 %, so it never exceeds the cap
+
+EventCallback = Callable[[str | None, Any], None]
+StateCallback = Callable[[str], None]
+
+
+def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL, cap: float = BACKOFF_MAX,
+                  rng: Callable[[], float] = random.random) -> float:
+    """The wait before retry number ``attempt`` (1-based): initial * 2^(attempt-1), capped, jittered down."""
+    nominal = min(cap, initial * (2 ** max(0, min(attempt - 1, 30))))
+    return nominal * (1.0 - JITTER * rng())
+
+
+def history_items(data: Any) -> list[Any]:
+    """The payloads inside an ``event_history`` message (``{"events": [...]}`` or a bare list)."""
+    if isinstance(data, dict):
+        events = data.get("events")
+        return list(events) if isinstance(events, list) else []
+    if isinstance(data, list):
+        return list(data)
+    return []
+
+
+def describe_error(error: BaseException) -> str:
+    """One short line for a connection failure.
+
+    python-socketio wraps everything in a bare "Connection error"; the real
+    reason (refused, handshake answered 404, DNS) is further down the chain.
+    """
+    chain: list[BaseException] = [error]
+    while len(chain) < 6:
+        cause = chain[-1].__cause__ or chain[-1].__context__
+        if cause is None or cause in chain:
+            break
+        chain.append(cause)
+    for link in reversed(chain):
+        text = _explain(link)
+        if text:
+            return text
+    return type(error).__name__
+
+
+def _explain(error: BaseException) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    os_error = getattr(error, "os_error", None)  # aiohttp.ClientConnectorError
+    if isinstance(os_error, OSError):
+        if isinstance(os_error, ConnectionRefusedError) or "Connect call failed" in str(os_error):
+            return "connection refused"
+        return os_error.strerror or str(os_error)
+    status = getattr(error, "status", None)  # aiohttp.WSServerHandshakeError
+    if isinstance(status, int) and type(error).__name__ == "WSServerHandshakeError":
+        return f"websocket handshake refused with HTTP {status} (not a Socket.IO server?)"
+    if isinstance(error, asyncio.TimeoutError):
+        return "timed out"
+    text = " ".join(str(error).split())
+    if not text or text == "Connection error":
+        return ""
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+class SocketIOSource:
+    """A resilient Socket.IO listener feeding ``on_event(event_name, payload)``."""
+
+    def __init__(
+        self,
+        url: str,
+        on_event: EventCallback,
+        *,
+        on_state: StateCallback | None = None,
+        transports: tuple[str, ...] = ("websocket",),
+        connect_timeout: float = 5.0,
+        backoff_initial: float = BACKOFF_INITIAL,
+        backoff_max: float = BACKOFF_MAX,
+        socketio_path: str = "socket.io",
+    ) -> None:
+        self.url = url
+        self.on_event = on_event
+        self.on_state = on_state
+        self.transports = list(transports)
+        self.connect_timeout = connect_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.socketio_path = socketio_path
+        self.state = DISCONNECTED
+        self.attempt = 0  # consecutive failed attempts (a dropped link counts as one); 0 once connected
+        self.connections = 0  # successful connections so far
+        self.connected_since: datetime | None = None
+        self.events_received = 0
+        self.history_events_received = 0
+        self.callback_errors = 0
+        self.last_error: str | None = None
+        self._retry_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._wake: asyncio.Event | None = None
+        self._client: Any = None
+
+    # -- what the outside reads --------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        """``host:port`` of the server (the URL without its scheme)."""
+        return self.url.split("://", 1)[-1].rstrip("/")
+
+    @property
+    def next_retry_in(self) -> float | None:
+        """Seconds until the next attempt while ``retrying``, else None."""
+        if self.state != RETRYING or self._retry_at is None or self._loop is None:
+            return None
+        return max(0.0, self._retry_at - self._loop.time())
+
+    @property
+    def connected(self) -> bool:
+        return self.state == CONNECTED
+
+    def describe(self) -> str:
+        """One line for status output: "connected to localhost:8765", "retrying in 4.0 s (attempt 3)"."""
+        if self.state == CONNECTED:
+            return f"connected to {self.server}"
+        if self.state == RETRYING:
+            wait = self.next_retry_in or 0.0
+            why = f": {self.last_error}" if self.last_error else ""
+            return f"retrying {self.server} in {wait:.1f} s (attempt {self.attempt}{why})"
+        if self.state == CONNECTING:
+            return f"connecting to {self.server}" + (f" (attempt {self.attempt + 1})" if self.attempt else "")
+        return f"disconnected from {self.server}"
+
+    # -- control -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask ``run()`` to disconnect and return. Safe from any thread, before or during run()."""
+        self._stopping = True
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        if _in_loop_thread(loop):
+            wake.set()
+        else:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect with backoff; return once ``stop()`` is called."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        if self._stopping:
+            self._wake.set()
+        try:
+            while not self._stopping:
+                self._set_state(CONNECTING)
+                client, disconnected = self._new_client()
+                try:
+                    await asyncio.wait_for(self._connect(client), self.connect_timeout * 2)
+                except asyncio.CancelledError:
+                    await self._close(client)
+                    raise
+                except Exception as error:  # noqa: BLE001 - any failure is one more attempt
+                    await self._close(client)
+                    if self._stopping:
+                        break
+                    self._failed(describe_error(error))
+                    await self._back_off()
+                    continue
+                self._client = client
+                self.attempt = 0
+                self.connections += 1
+                self.last_error = None
+                self.connected_since = now_utc()
+                self._set_state(CONNECTED)
+                log.info("connected to %s", self.server)
+                await self._wait_for(disconnected)
+                self._client = None
+                self.connected_since = None
+                if self._stopping:
+                    await self._close(client)
+                    break
+                await self._close(client)
+                self._set_state(DISCONNECTED)
+                self._failed("connection lost")
+                log.warning("lost the connection to %s; reconnecting", self.server)
+                await self._back_off()
+        finally:
+            self._retry_at = None
+            self.connected_since = None
+            if self.state != DISCONNECTED:
+                self._set_state(DISCONNECTED)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _new_client(self) -> tuple[Any, asyncio.Event]:
+        import socketio  # deferred: only the commands that listen pay for it
+
+        client = socketio.AsyncClient(reconnection=False, handle_sigint=False, request_timeout=self.connect_timeout)
+        disconnected = asyncio.Event()
+
+        def on_disconnect(*_reason: Any) -> None:
+            disconnected.set()
+
+        def on_any(event: str, *args: Any) -> None:
+            data = args[0] if len(args) == 1 else (list(args) if args else None)
+            self._dispatch(event, data)
+
+        client.on("disconnect", on_disconnect)
+        client.on("*", on_any)
+        return client, disconnected
+
+    async def _connect(self, client: Any) -> None:
+        await client.connect(
+            self.url,
+            transports=self.transports,
+            socketio_path=self.socketio_path,
+            wait_timeout=self.connect_timeout,
+        )
+
+    def _dispatch(self, event: str, data: Any) -> None:
+        if event == HISTORY_EVENT:
+            items = history_items(data)
+            self.history_events_received += len(items)
+            for item in items:
+                self._forward(None, item)
+            return
+        self.events_received += 1
+        self._forward(event, data)
+
+    def _forward(self, event: str | None, data: Any) -> None:
+        try:
+            self.on_event(event, data)
+        except Exception:  # noqa: BLE001 - a consumer's bug must not drop the connection
+            self.callback_errors += 1
+            if self.callback_errors == 1:
+                log.exception("event callback failed (further failures are only counted)")
+
+    def _failed(self, reason: str) -> None:
+        self.attempt += 1
+        self.last_error = reason
+        if self.attempt == 1 or self.attempt % 10 == 0:
+            log.warning("cannot connect to %s (attempt %d): %s", self.server, self.attempt, reason)
+        else:
+            log.debug("cannot connect to %s (attempt %d): %s", self.server, self.attempt, reason)
+
+    async def _back_off(self) -> None:
+        assert self._loop is not None
+        delay = backoff_delay(self.attempt, initial=self.backoff_initial, cap=self.backoff_max)
+        self._retry_at = self._loop.time() + delay
+        self._set_state(RETRYING)
+        try:
+            await self._sleep(delay)
+        finally:
+            self._retry_at = None
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep, cut short by stop()."""
+        assert self._wake is not None
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _wait_for(self, disconnected: asyncio.Event) -> None:
+        assert self._wake is not None
+        lost = asyncio.ensure_future(disconnected.wait())
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({lost, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (lost, woken):
+                task.cancel()
+
+    async def _close(self, client: Any) -> None:
+        try:
+            await asyncio.wait_for(client.disconnect(), 2.0)
+        except Exception:  # noqa: BLE001 - closing a dead link may fail in many ways
+            log.debug("disconnect failed", exc_info=True)
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:  # noqa: BLE001
+                log.debug("state callback failed", exc_info=True)
+
+
+def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+__all__ = [
+    "BACKOFF_INITIAL",
+    "BACKOFF_MAX",
+    "CONNECTED",
+    "CONNECTING",
+    "DISCONNECTED",
+    "RETRYING",
+    "STATES",
+    "SocketIOSource",
+    "backoff_delay",
+    "history_items",
+]
