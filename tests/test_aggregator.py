@@ -35,7 +35,7 @@ class Clock:
 
 def make(tmp_path: Path, **config) -> EventAggregator:
     aggregator = EventAggregator(config=Config(activity_directory=tmp_path / "activity", **config), clock=Clock())
-    aggregator.start()
+    aggregator.start(connect=False)
     return aggregator
 
 
@@ -168,7 +168,7 @@ def test_sigkill_mid_session_then_restart_recovers_everything_journaled(tmp_path
         from agent_aggregator.aggregator import EventAggregator
         from agent_aggregator.config import Config
         aggregator = EventAggregator(config=Config(activity_directory={str(directory)!r}))
-        aggregator.start()
+        aggregator.start(connect=False)
         for i in range(200):
             aggregator.handle_event({{"session_id": "{SID_A}", "hook_event_name": "PreToolUse", "tool_name": "Bash",
                                       "tool_use_id": f"t{{i}}", "tool_input": {{"command": f"echo {{i}}"}}}})
@@ -193,9 +193,9 @@ def test_a_second_aggregator_on_the_same_directory_refuses(tmp_path):
     first = make(tmp_path)
     other = EventAggregator(config=Config(activity_directory=tmp_path / "activity"))
     with pytest.raises(StoreLockedError, match=str(os.getpid())):
-        other.start()
+        other.start(connect=False)
     first.stop()
-    other.start()
+    other.start(connect=False)
     assert other.get_status()["writer"]
 
 

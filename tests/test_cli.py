@@ -564,7 +564,7 @@ def captured(isolated: Path) -> tuple[Path, dict]:
     clock = {"now": parse_timestamp(lines[0]["timestamp"])}
     directory = isolated / ".claude-mpm" / "activity"
     aggregator = EventAggregator(config=Config(activity_directory=directory), clock=lambda: clock["now"])
-    aggregator.start()
+    aggregator.start(connect=False)
     for line in lines:
         clock["now"] = parse_timestamp(line["timestamp"])
         aggregator.handle_event(line["payload"])
@@ -791,7 +791,7 @@ def test_ingest_into_a_locked_directory(isolated: Path, tmp_path: Path, capsys) 
 
     directory = tmp_path / "live"
     live = EventAggregator(config=Config(activity_directory=directory))
-    live.start()
+    live.start(connect=False)
     try:
         code, out, err = run(capsys, "--save-dir", str(directory), "ingest",
                              str(FIXTURES / "raw_hooks_session.jsonl"))

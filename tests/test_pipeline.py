@@ -26,7 +26,7 @@ from agent_aggregator.store import SessionStore  # noqa: E402
 @pytest.fixture
 def aggregator(tmp_path):
     instance = EventAggregator(config=Config(activity_directory=tmp_path / "activity"))
-    instance.start()
+    instance.start(connect=False)
     yield instance
     if instance.running:
         instance.stop()

@@ -9,8 +9,10 @@ call ``handle_event`` / ``ingest``; every public method is thread-safe.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import weakref
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .config import Config, load_config
-from .errors import RejectedEvent, SessionNotFoundError, StoreError
+from .errors import ConnectionError, RejectedEvent, SessionNotFoundError, StoreError
 from .model import ACTIVE, COMPLETED, RECOVERED, TIMED_OUT, AgentSession, SessionEvent, SessionSummary
 from .normalize import normalize, wire_format
 from .store import SessionStore
@@ -28,6 +30,8 @@ from .tracker import SessionTracker
 log = logging.getLogger("agent_aggregator.aggregator")
 
 RECENT_COMPLETED_LIMIT = 256
+START_TIMEOUT = 30.0  # seconds start() waits for the source (a client's first attempt is bounded at 10 s)
+RUNTIME_JOIN_TIMEOUT = 15.0
 
 # Which capture flag (configuration ``capture.*``) governs each category.
 CAPTURE_FLAGS = {
@@ -107,7 +111,11 @@ class EventAggregator:
         self.rejected: Counter[str] = Counter()
         self.ignored: Counter[str] = Counter()
         self.save_errors = 0
+        self.saved_on_stop = 0
         self.recovered: list[RecoveryReport] = []
+        self._runtime: Any = None
+        self._runtime_thread: threading.Thread | None = None
+        self._exit_hook: Callable[[], None] | None = None
 
     # -- the seeds' properties ------------------------------------------------------
 
@@ -135,15 +143,57 @@ class EventAggregator:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Take the activity directory (one writer per directory) and recover
-        journals a previous run left behind. Sources attach after this."""
+    def start(self, *, connect: bool = True, serve: bool | None = None, timeout: float = START_TIMEOUT) -> None:
+        """Take the activity directory (one writer per directory), recover journals a
+        previous run left behind, then (``connect``) start capturing.
+
+        Capturing runs an ``AggregatorRuntime`` in a daemon thread with its own event
+        loop, so the seeds' plain-script API works: ``start(); get_status(); stop()``.
+        It returns once the source is up: serving the built-in hub, connected to a
+        Socket.IO server, or retrying one (a Socket.IO server that went away comes
+        back by itself). ``serve``: True runs the hub, False only connects, None (the
+        default) connects when something answers on the dashboard port and serves
+        when nothing does. Raises ``ConnectionError`` when it can neither serve nor
+        connect (the port held by something that is not Socket.IO, say); the
+        directory is let go again then. ``connect=False`` only takes the directory
+        (ingest, replay, tests): events come in through ``handle_event`` / ``ingest``.
+        """
         with self._lock:
             if self.running:
                 return
             self.store.acquire()
-            self.recover()
+            try:
+                self.recover()
+            except BaseException:
+                self.store.release()
+                raise
             self.running = True
+        if connect:
+            self._start_runtime(serve, timeout)
+
+    def _start_runtime(self, serve: bool | None, timeout: float) -> None:
+        from .runtime import AggregatorRuntime  # deferred: sources sit on top of the aggregator
+
+        runtime = AggregatorRuntime(self, serve=serve)
+        thread = threading.Thread(target=runtime.run_in_thread, name="agent-aggregator-runtime", daemon=True)
+        self._runtime, self._runtime_thread = runtime, thread
+        thread.start()
+        if not runtime.wait_ready(timeout):
+            self.stop()
+            raise ConnectionError(f"could not start listening on {self.host}:{self.port} within {timeout:.0f} s")
+        if runtime.error is not None:
+            thread.join(RUNTIME_JOIN_TIMEOUT)
+            self.stop()  # already done by the runtime; makes sure the directory is free
+            error = runtime.error
+            if isinstance(error, ConnectionError):
+                raise ConnectionError(str(error)) from None
+            raise ConnectionError(f"cannot start capturing on {self.host}:{self.port}: {error}") from error
+        self._exit_hook = _stop_at_exit(self)
+
+    @property
+    def runtime(self) -> Any:
+        """The running ``AggregatorRuntime`` (None unless started with ``connect=True``)."""
+        return self._runtime
 
     def recover(self) -> list[RecoveryReport]:
         """Turn every orphaned journal into a saved session with status ``recovered``."""
@@ -164,17 +214,43 @@ class EventAggregator:
         self.recovered.extend(reports)
         return reports
 
-    def stop(self) -> None:
-        """Save every active session as completed, then let go of the directory."""
+    def stop(self, *, before_release: Callable[[], None] | None = None) -> None:
+        """Stop capturing (the runtime thread, if any), save every active session as
+        completed, then let go of the directory. ``saved_on_stop`` tells how many
+        sessions this saved; ``before_release`` runs after saving, still holding the
+        directory (the runtime writes its last status file there)."""
+        thread = self._runtime_thread
+        if thread is not None and thread is not threading.current_thread():
+            if self._runtime is not None:
+                self._runtime.request_stop()
+            thread.join(RUNTIME_JOIN_TIMEOUT)
+            if thread.is_alive():
+                log.warning("the capture thread did not stop within %.0f s; saving anyway", RUNTIME_JOIN_TIMEOUT)
+            self._runtime_thread = None
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)
+            self._exit_hook = None
         with self._lock:
+            was_running = self.running
+            saved = 0
             for session in list(self.active_sessions.values()):
                 session.finish(COMPLETED)
                 self._complete(session)
+                saved += 1
             self._retry_unsaved()
-            if self.store.is_writer:
-                self.store.release()
+            if was_running or saved:
+                self.saved_on_stop = saved
             self.running = False
             self.connected = False
+            if was_running:
+                self.connection_state = "stopped"
+            if before_release is not None:
+                try:
+                    before_release()
+                except Exception:  # noqa: BLE001 - saving is done; the lock must still be released
+                    log.warning("stop hook failed", exc_info=True)
+            if self.store.is_writer:
+                self.store.release()
 
     # -- events ---------------------------------------------------------------------
 
@@ -345,6 +421,7 @@ class EventAggregator:
                 "save_directory": str(self.save_dir),
                 "dashboard_host": self.host,
                 "dashboard_port": self.port,
+                "source": self._runtime.describe_source() if self._runtime is not None and self.running else None,
                 "writer": self.store.is_writer,
                 "rejected_events": sum(self.rejected.values()),
                 "ignored_messages": sum(self.ignored.values()),
@@ -411,6 +488,19 @@ class EventAggregator:
             return
         self._logged.add(key)
         log.warning(message, *args)
+
+
+def _stop_at_exit(aggregator: EventAggregator) -> Callable[[], None]:
+    """An atexit hook that saves a still-running aggregator's sessions (a script that forgot stop())."""
+    ref = weakref.ref(aggregator)
+
+    def stop_if_running() -> None:
+        live = ref()
+        if live is not None and live.running:
+            live.stop()
+
+    atexit.register(stop_if_running)
+    return stop_if_running
 
 
 def _seed_listing(summary: SessionSummary) -> dict[str, Any]:

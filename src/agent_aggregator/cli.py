@@ -2,9 +2,10 @@
 
 Each command is one function registered with ``@command``; its arguments are
 declared beside it, so adding ``start``/``hook``/``tui`` later touches nothing
-else. Module import stays cheap (argparse and our exceptions only): rich, the
-store and the aggregator are imported inside the commands that use them, so
-``aggregate hook`` and ``--help`` start in bare-Python time.
+else. Module import stays cheap (our exceptions only; argparse, pathlib and
+typing are not imported at module level): rich, the store and the aggregator
+are imported inside the commands that use them, and ``main`` hands
+``aggregate hook`` to ``hook.main`` before building any parser.
 
 Every failure is one line on stderr and a non-zero exit, never a traceback:
 1 for errors, 2 for usage errors (argparse), 130 for Ctrl+C.
@@ -12,19 +13,25 @@ Every failure is one line on stderr and a non-zero exit, never a traceback:
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, NamedTuple, Sequence
+from collections import namedtuple
 
 from . import __version__
 from .errors import AggregatorError, AmbiguousSessionError, SessionNotFoundError
 
+# The console script imports this module for every `aggregate hook`, which must start in
+# bare-Python time: argparse, pathlib and typing (~4, 7 and 7 ms) are not imported here.
+# `argparse` and `Path` below are stand-ins that import the real thing on first use.
+_SUPPRESS = "==SUPPRESS=="  # argparse.SUPPRESS's value
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    import argparse
     import logging
     from collections import Counter
+    from pathlib import Path
+    from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
     from rich.console import Console
 
@@ -32,6 +39,46 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from .config import Config
     from .model import AgentSession, SessionSummary
     from .store import SessionStore
+else:
+
+    class _LazyModule:
+        """``argparse`` until first used: attribute access imports the module.
+
+        Until then, the constants given here are served as equal stand-ins, so an
+        ``arg(..., help=argparse.SUPPRESS)`` does not import argparse when this module
+        loads; ``build_parser`` swaps the real object in (argparse compares with ``is``).
+        """
+
+        def __init__(self, name: str, **constants: Any) -> None:
+            self._name = name
+            self._constants = constants
+
+        def __getattr__(self, attribute: str) -> Any:
+            if attribute in self._constants and self._name not in sys.modules:
+                return self._constants[attribute]
+            __import__(self._name)
+            return getattr(sys.modules[self._name], attribute)
+
+    class _LazyPathType(type):
+        def __instancecheck__(cls, value: object) -> bool:
+            from pathlib import Path
+
+            return isinstance(value, Path)
+
+        def __getattr__(cls, attribute: str) -> Any:  # Path.home(), Path.cwd(), ...
+            from pathlib import Path
+
+            return getattr(Path, attribute)
+
+    class Path(metaclass=_LazyPathType):
+        """``pathlib.Path`` until first used: calling it returns a real ``pathlib.Path``."""
+
+        def __new__(cls, *parts: Any) -> Any:
+            from pathlib import Path
+
+            return Path(*parts)
+
+    argparse = _LazyModule("argparse", SUPPRESS=_SUPPRESS)
 
 PROG = "aggregate"
 EXPORT_FORMATS_HELP = "full, summary, events, csv, markdown"
@@ -44,14 +91,14 @@ CAPTURE_HINT = (
 # --- command registry --------------------------------------------------------------------
 
 
-class Command(NamedTuple):
-    """One subcommand: its function, its help and its own arguments."""
+class Command(namedtuple("Command", "name help run arguments needs_config", defaults=((), True))):
+    """One subcommand: its function, its help and its own arguments.
 
-    name: str
-    help: str
-    run: Callable[["Context"], int]
-    arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
-    needs_config: bool = True
+    name: str; help: str; run: Callable[[Context], int];
+    arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (); needs_config: bool = True
+    """
+
+    __slots__ = ()
 
 
 COMMANDS: dict[str, Command] = {}
@@ -134,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     for spec in COMMANDS.values():
         sub = subparsers.add_parser(spec.name, help=spec.help, description=spec.help, parents=[shared])
         for flags, options in spec.arguments:
-            sub.add_argument(*flags, **options)
+            real = {key: argparse.SUPPRESS if value is _SUPPRESS else value for key, value in options.items()}
+            sub.add_argument(*flags, **real)
     return parser
 
 
@@ -532,11 +580,11 @@ _BOM = b"\xef\xbb\xbf"
 _NOT_JSON = object()
 
 
-class _Unparsed(NamedTuple):
-    """A line that is not JSON: the aggregator gets it as is and counts the rejection."""
+class _Unparsed(namedtuple("_Unparsed", "line where")):
+    """A line that is not JSON (line: bytes, where: str): the aggregator gets it as is
+    and counts the rejection."""
 
-    line: bytes
-    where: str
+    __slots__ = ()
 
 
 class _Tally:
@@ -636,7 +684,7 @@ def ingest_command(ctx: Context) -> int:
     aggregator = EventAggregator(config=ctx.config)
     tally, existing = _Tally(), set[str]()
     try:
-        aggregator.start()  # StoreLockedError while a live aggregator holds the directory
+        aggregator.start(connect=False)  # StoreLockedError while a live aggregator holds the directory
         existing = {summary.session_id for summary in aggregator.store.list_sessions()}
         _feed(aggregator, names, tally)
     finally:
@@ -688,6 +736,364 @@ def _print_ingest(
                  f" an earlier run left behind, saved as {report.file_path.name}")
 
 
+# --- start / status / stop ------------------------------------------------------------------
+
+STATUS_LINE_INTERVAL = 30.0  # seconds between the foreground status lines (the usage guide's)
+DAEMON_READY_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+STALE_STATUS_SECONDS = 10.0  # the runtime rewrites its status file every 2 s
+DAEMON_OUTPUT_NAME = "aggregator.out"
+
+
+def _port_number(text: str) -> int:
+    value = _int_at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 1..65535, got {value}")
+    return value
+
+
+def _say(text: str = "") -> None:
+    """One plain line, flushed: a foreground aggregator's output is often piped or logged."""
+    print(text, flush=True)
+
+
+def _yes_no(flag: Any) -> str:
+    return "Yes" if flag else "No"
+
+
+@command(
+    "start",
+    "capture live events into the activity directory (foreground; --daemon to detach)",
+    arg("--host", metavar="HOST", help="Socket.IO server to listen to, or where to serve (default: dashboard_host)"),
+    arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
+    arg("--serve", action="store_true", help="run the built-in hub in this process (no other server needed)"),
+    arg("--no-serve", action="store_true",
+        help="only connect as a client, waiting for the server if it is down (never serve)"),
+    arg("--daemon", action="store_true", help="run detached in the background; `aggregate stop` ends it"),
+    arg("--status-interval", type=float, default=STATUS_LINE_INTERVAL, metavar="SECONDS",
+        help="seconds between status lines in the foreground (default: 30)"),
+)
+def start_command(ctx: Context) -> int:
+    from dataclasses import replace
+
+    args = ctx.args
+    assert ctx.config is not None
+    if args.serve and args.no_serve:
+        raise AggregatorError("--serve and --no-serve exclude each other")
+    config = replace(
+        ctx.config,
+        dashboard_host=args.host or ctx.config.dashboard_host,
+        dashboard_port=args.port or ctx.config.dashboard_port,
+    )
+    serve = True if args.serve else (False if args.no_serve else None)
+    if args.daemon:
+        return _start_daemon(config, serve)
+    return _run_foreground(config, serve, max(0.5, args.status_interval))
+
+
+def _run_foreground(config: "Config", serve: bool | None, interval: float) -> int:
+    """Capture until Ctrl+C, SIGTERM (``aggregate stop``) or SIGHUP; every active session is saved."""
+    import signal
+    import time
+    from datetime import datetime
+
+    from .aggregator import EventAggregator
+
+    received: list[int] = []
+    watched = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    previous = {number: signal.signal(number, lambda number, _frame: received.append(number)) for number in watched}
+    aggregator = EventAggregator(config=config)
+    try:
+        aggregator.start(serve=serve)  # StoreLockedError, ConnectionError: one line from main()
+        status = aggregator.get_status()
+        _say("Event aggregator started")
+        _say(f"  Saving sessions to: {aggregator.save_dir}")
+        _say(f"  Source: {status['source']}")
+        _say(f"  Connection: {status['connection_state']}")
+        for report in aggregator.recovered:
+            _say(f"  Recovered session {report.session_id} ({_count(report.events, 'event')}) from the journal"
+                 f" an earlier run left behind: {report.file_path.name}")
+        _say(f"Status every {interval:g} s; Ctrl+C or `aggregate stop` saves every active session and stops.")
+        next_line = time.monotonic() + interval
+        while not received and aggregator.running:
+            time.sleep(0.2)
+            if time.monotonic() >= next_line:
+                next_line += interval
+                status = aggregator.get_status()
+                state = "" if status["connected"] else f" ({status['connection_state']})"
+                _say(f"[{datetime.now():%H:%M:%S}] Connected: {_yes_no(status['connected'])}{state}"
+                     f" | Active Sessions: {status['active_sessions']} | Total Events: {status['total_events']}")
+    finally:
+        was_running = aggregator.running
+        if was_running:
+            if received:
+                _say(f"Stopping ({signal.Signals(received[0]).name}): saving every active session...")
+            aggregator.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if not was_running:
+        error = aggregator.runtime.error if aggregator.runtime is not None else None
+        raise AggregatorError(f"capture stopped unexpectedly: {error or 'see the log'}")
+    saved = aggregator.saved_on_stop
+    _say(f"Event aggregator stopped ({_count(saved, 'session')} saved to {aggregator.save_dir};"
+         f" {_count(aggregator.total_events, 'event')} captured)")
+    return 0
+
+
+def _daemon_output(config: "Config") -> Path:
+    """Where a detached aggregator's stderr goes: next to the debug log, else the activity directory."""
+    for folder in (Path(config.log_file).parent, Path(config.activity_directory)):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder / DAEMON_OUTPUT_NAME
+    raise AggregatorError(f"cannot create {Path(config.log_file).parent} for the background aggregator's output")
+
+
+def _start_daemon(config: "Config", serve: bool | None) -> int:
+    """``start --daemon``: the same command detached; returns once its status file says it runs."""
+    import subprocess
+    import time
+
+    from .runtime import read_status_file
+
+    directory = Path(config.activity_directory)
+    argv = [sys.executable, "-m", "agent_aggregator", "--save-dir", str(directory),
+            "--config-dir", str(config.project_dir)]
+    if config.debug:
+        argv.append("--debug")
+    argv += ["start", "--host", config.dashboard_host, "--port", str(config.dashboard_port)]
+    if serve is not None:
+        argv.append("--serve" if serve else "--no-serve")
+    output = _daemon_output(config)
+    with open(output, "ab") as err:
+        offset = err.tell()
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                 start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + DAEMON_READY_TIMEOUT
+    while time.monotonic() < deadline:
+        code = child.poll()
+        status = read_status_file(directory)
+        if status and status.get("pid") == child.pid and status.get("running"):
+            _say(f"Event aggregator running in the background (pid {child.pid})")
+            _say(f"  Saving sessions to: {directory}")
+            _say(f"  Source: {status.get('source')}")
+            _say(f"  Connection: {status.get('connection_state')}")
+            _say(f"  Output: {output}; stop it with `aggregate stop`")
+            return 0
+        if code is not None:
+            return _fail(_last_error_line(output, offset) or f"the background aggregator exited with status {code}")
+        time.sleep(0.1)
+    print(f"{PROG}: warning: the background aggregator (pid {child.pid}) is still starting after"
+          f" {DAEMON_READY_TIMEOUT:.0f} s; see `aggregate status` and {output}", file=sys.stderr)
+    return 0
+
+
+def _last_error_line(path: Path, offset: int) -> str:
+    """The child's last stderr line since ``offset``, without our own "aggregate: error: " prefix."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    errors = [line for line in lines if line.startswith(f"{PROG}: error: ")]
+    return (errors or lines)[-1].removeprefix(f"{PROG}: error: ")
+
+
+def _aggregator_status(ctx: Context) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(what ``status --json`` prints, the raw status file) for the activity directory."""
+    from .runtime import read_status_file, status_age_seconds, status_file_path
+
+    assert ctx.config is not None
+    directory = ctx.activity_directory
+    exists = directory.is_dir()
+    status = read_status_file(directory) if exists else None
+    writer = ctx.store().writer_pid() if exists else None
+    running = bool(status and status.get("running") and writer and status.get("pid") == writer)
+    report: dict[str, Any] = dict(status or {})
+    report.update(
+        running=running,
+        save_directory=str(directory),
+        dashboard_port=(status or {}).get("dashboard_port", ctx.config.dashboard_port),
+        writer_pid=writer,
+        status_file=str(status_file_path(directory)) if status else None,
+        last_update_age_s=round(status_age_seconds(status), 1) if status and status_age_seconds(status) is not None else None,
+    )
+    if not running:
+        report.update(connected=False, active_sessions=0, total_events=0, connection_state="stopped")
+        if status:
+            report["last_run"] = {key: status.get(key) for key in (
+                "pid", "started_at", "stopped_at", "updated_at", "total_events", "saved_on_stop", "source", "error")}
+            report["last_run"]["stopped_cleanly"] = bool(status.get("stopped_at"))
+    return report, status
+
+
+@command(
+    "status",
+    "show whether an aggregator is capturing into the activity directory",
+    arg("--json", action="store_true", help="print the status as JSON"),
+)
+def status_command(ctx: Context) -> int:
+    report, _ = _aggregator_status(ctx)
+    if ctx.args.json:
+        print_json(report)
+        return 0
+    ctx.line(("Event Aggregator Status:", "bold"))
+    ctx.field("Status", "Running" if report["running"] else "Stopped")
+    ctx.field("Connected", _yes_no(report["connected"]))
+    ctx.field("Active Sessions", report["active_sessions"])
+    ctx.field("Total Events", report["total_events"])
+    ctx.field("Activity Directory", report["save_directory"])
+    ctx.field("Dashboard Port", report["dashboard_port"])
+    if report["running"]:
+        ctx.field("Source", report.get("source") or "-")
+        ctx.field("Connection", report.get("connection_state") or "-")
+        ctx.field("PID", report.get("pid"))
+        ctx.field("Started", _local_time(report.get("started_at")))
+        age = report.get("last_update_age_s")
+        ctx.field("Last Update", f"{age:.0f} s ago" if age is not None else "-")
+        if age is not None and age > STALE_STATUS_SECONDS:
+            ctx.line("  ", (f"No status update for {age:.0f} s: the aggregator may be stuck.", "yellow"))
+        return 0
+    last = report.get("last_run")
+    if last:
+        if last["stopped_cleanly"]:
+            saved = last.get("saved_on_stop") or 0
+            ctx.field("Last Run", f"{_local_time(last.get('started_at'))} to {_local_time(last.get('stopped_at'))},"
+                                  f" {_count(last.get('total_events') or 0, 'event')},"
+                                  f" {_count(saved, 'session')} saved on stop")
+        else:
+            ctx.field("Last Run", f"pid {last.get('pid')} ended without stopping (killed?) after"
+                                  f" {_local_time(last.get('updated_at'))}; its open sessions are recovered"
+                                  " on the next start")
+    writer = report.get("writer_pid")
+    if writer is not None:
+        ctx.line(f"  The activity directory is in use by pid {writer or 'unknown'} (not a running `aggregate start`).")
+    return 0
+
+
+@command(
+    "stop",
+    "stop the aggregator capturing into the activity directory (it saves every active session)",
+)
+def stop_command(ctx: Context) -> int:
+    import signal
+    import socket
+    import time
+
+    from .runtime import read_status_file
+
+    directory = ctx.activity_directory
+    store = ctx.store() if directory.is_dir() else None
+    pid = store.writer_pid() if store is not None else None
+    if store is None or pid is None:
+        ctx.line(f"No aggregator is running for {directory}")
+        return 0
+    status = read_status_file(directory)
+    deadline = time.monotonic() + 3.0  # a start that has the lock but has not written its status yet
+    while (not pid or not status or status.get("pid") != pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        pid, status = store.writer_pid(), read_status_file(directory)
+        if pid is None:
+            ctx.line(f"No aggregator is running for {directory}")
+            return 0
+    if not pid or not status or status.get("pid") != pid:
+        raise AggregatorError(f"activity directory {directory} is in use by pid {pid or 'unknown'},"
+                              " which is not an `aggregate start` process; not stopping it")
+    host = status.get("hostname")
+    if host and host != socket.gethostname():
+        raise AggregatorError(f"the aggregator for {directory} runs on {host} (pid {pid}); stop it there")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        raise AggregatorError(f"not allowed to stop the aggregator (pid {pid})") from None
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while store.writer_pid() is not None:
+        if time.monotonic() > deadline:
+            raise AggregatorError(f"the aggregator (pid {pid}) did not stop within {STOP_TIMEOUT:.0f} s")
+        time.sleep(0.1)
+    final = read_status_file(directory) or {}
+    if final.get("pid") == pid and final.get("stopped_at"):
+        ctx.line(f"Event aggregator stopped ({_count(final.get('saved_on_stop') or 0, 'session')} saved)")
+    else:
+        ctx.line(f"Event aggregator stopped (pid {pid}; it saved nothing on the way out:"
+                 " its open sessions are recovered on the next start)")
+    return 0
+
+
+# --- serve --------------------------------------------------------------------------------
+
+
+@command(
+    "serve",
+    "run the built-in hub: Socket.IO plus HTTP POST /api/events and /events for hooks",
+    arg("--host", metavar="HOST", help="loopback address to listen on (default: dashboard_host, i.e. 127.0.0.1)"),
+    arg("--port", type=_int_at_least(0), metavar="PORT", help="port to listen on (default: dashboard_port, 8765)"),
+)
+def serve_command(ctx: Context) -> int:
+    from .sources.hub import serve
+
+    assert ctx.config is not None
+    return serve(ctx.args.host, ctx.args.port,
+                 config_host=ctx.config.dashboard_host, config_port=ctx.config.dashboard_port)
+
+
+# --- hook / install-hooks -----------------------------------------------------------------
+
+
+@command(
+    "hook",
+    "forward one Claude Code hook payload (JSON on stdin) to the hub; spooled when the hub is down",
+    arg("--host", metavar="HOST", help="hub address (default: $CLAUDE_MPM_AGGREGATOR_DASHBOARD_HOST, "
+        "$CLAUDE_MPM_SERVER_HOST, 127.0.0.1)"),
+    arg("--port", metavar="PORT", help="hub port (default: $CLAUDE_MPM_AGGREGATOR_DASHBOARD_PORT, "
+        "$CLAUDE_MPM_SERVER_PORT, 8765)"),
+    arg("--timeout", metavar="SECONDS", help="give up on the hub after this long and spool (default: 0.5)"),
+    needs_config=False,
+)
+def hook_command(ctx: Context) -> int:
+    """Only reached with global options before ``hook``: ``main`` runs ``aggregate hook ...``
+    itself, before argparse. Values stay strings: the hook reports bad ones and goes on,
+    since a usage error (exit 2) would block Claude Code's tool call."""
+    from .hook import main as hook_main
+
+    argv: list[str] = []
+    for name in ("host", "port", "timeout"):
+        value = getattr(ctx.args, name, None)
+        if value is not None:
+            argv += [f"--{name}", value]
+    return hook_main(argv)
+
+
+@command(
+    "install-hooks",
+    "add `aggregate hook` to Claude Code's settings.json for every hook event (merging, never clobbering)",
+    arg("--project", action="store_true", help="./.claude/settings.json (the default)"),
+    arg("--user", action="store_true", help="~/.claude/settings.json ($CLAUDE_CONFIG_DIR/settings.json if set)"),
+    arg("--dry-run", action="store_true", help="print the change as a unified diff, write nothing"),
+    arg("--command", dest="hook_command", metavar="CMD",
+        help="the hook command to install (default: this Python, by absolute path, running the hook directly:"
+             " `python -I -c 'from agent_aggregator.hook import run; run()'`, which starts faster than the"
+             " aggregate script; e.g. --command 'aggregate hook' for the plain form)"),
+    needs_config=False,
+)
+def install_hooks_command(ctx: Context) -> int:
+    from .install_hooks import run
+
+    args = ctx.args
+    if args.project and args.user:
+        raise AggregatorError("--project and --user exclude each other")
+    return run("user" if args.user else "project", dry_run=args.dry_run, command=args.hook_command)
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -728,9 +1134,14 @@ def _unexpected(error: BaseException, ctx: Context | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``aggregate`` with ``argv`` (default: the process arguments); returns the exit code."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["hook"]:  # before argparse: a Claude Code hook must start in bare-Python time
+        from .hook import main as hook_main
+
+        return hook_main(arguments[1:], exit_process=argv is None)  # the process's own arguments: exits
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exit_:  # --help, --version, usage errors (argparse printed them)
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
