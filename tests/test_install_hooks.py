@@ -261,3 +261,21 @@ def test_console_script(project: Path, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0 and dry.stderr == "" and "+++ ~/.claude/settings.json" in dry.stdout
     assert not (tmp_path / "home" / ".claude").exists()
+
+
+def test_a_hub_on_another_port_is_written_into_the_command(tmp_path, monkeypatch, capsys):
+    from agent_aggregator import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cli.main(["install-hooks", "--port", "18999"]) == 0
+    settings = json.loads((tmp_path / ".claude" / "settings.json").read_text())
+    commands = {h["command"] for groups in settings["hooks"].values() for g in groups for h in g["hooks"]}
+    assert len(commands) == 1 and next(iter(commands)).endswith(" --port 18999")
+
+
+def test_the_default_hub_adds_no_arguments():
+    from agent_aggregator.install_hooks import hub_arguments
+
+    assert hub_arguments("localhost", 8765) == []
+    assert hub_arguments("127.0.0.1", 9000) == ["--port", "9000"]

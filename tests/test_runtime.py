@@ -290,3 +290,25 @@ def test_seed_async_example_start_inside_a_running_event_loop(tmp_path):
     asyncio.run(monitor_sessions())
     assert [status["running"] for status in seen] == [True, True, True]
     assert all(status["connected"] for status in seen)
+
+
+def test_as_a_client_the_runtime_delivers_what_hooks_spooled(tmp_path):
+    # Listening to another server (claude-mpm's monitor has no POST /events), hooks
+    # spool; with no hub of ours to drain the spool, the runtime feeds it in itself.
+    from agent_aggregator.sources import spool
+
+    spool.append("/events", {"session_id": "spooled-s", "hook_event_name": "UserPromptSubmit",
+                             "prompt": "typed while only claude-mpm ran", "event_id": "e1",
+                             "timestamp": "2026-03-01T10:00:00+00:00"})
+    server = BareServer().start()
+    aggregator = make(tmp_path / "activity", server.port)
+    try:
+        aggregator.start()
+        wait_until(lambda: aggregator.get_session("spooled-s") is not None)
+    finally:
+        aggregator.stop()
+        server.stop()
+    [data] = saved(tmp_path / "activity").values()
+    assert data["initial_prompt"] == "typed while only claude-mpm ran"
+    assert data["start_time"] == "2026-03-01T10:00:00+00:00"
+    assert not (tmp_path / "spool" / "hooks.jsonl").exists()

@@ -286,3 +286,16 @@ def test_a_failing_callback_does_not_drop_the_connection(server):
     finally:
         source.stop()
         thread.join(10)
+
+
+def test_an_event_larger_than_the_websocket_default_keeps_the_connection(server):
+    # A Read of a big file: aiohttp's default 4 MiB message limit would drop the client.
+    big = {"session_id": "s-big", "hook_event_name": "PostToolUse", "tool_name": "Read",
+           "tool_response": {"file": {"content": "x" * (5 * 1024 * 1024)}}}
+    after = {"session_id": "s-big", "hook_event_name": "Stop"}
+    with Collector(server.url) as collector:
+        wait_until(lambda: collector.source.state == CONNECTED and server.clients)
+        server.emit([("claude_event", big), ("claude_event", after)])
+        wait_until(lambda: len(collector.events) >= 2)
+        assert collector.source.state == CONNECTED
+    assert [payload["hook_event_name"] for _, payload in collector.events] == ["PostToolUse", "Stop"]

@@ -1083,15 +1083,18 @@ def hook_command(ctx: Context) -> int:
         help="the hook command to install (default: this Python, by absolute path, running the hook directly:"
              " `python -I -c 'from agent_aggregator.hook import run; run()'`, which starts faster than the"
              " aggregate script; e.g. --command 'aggregate hook' for the plain form)"),
-    needs_config=False,
+    arg("--host", metavar="HOST", help="the hub the hooks post to (default: dashboard_host)"),
+    arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
 )
 def install_hooks_command(ctx: Context) -> int:
-    from .install_hooks import run
+    from .install_hooks import hub_arguments, run
 
     args = ctx.args
     if args.project and args.user:
         raise AggregatorError("--project and --user exclude each other")
-    return run("user" if args.user else "project", dry_run=args.dry_run, command=args.hook_command)
+    config = ctx.load_config()
+    hub = hub_arguments(args.host or config.dashboard_host, args.port or config.dashboard_port)
+    return run("user" if args.user else "project", dry_run=args.dry_run, command=args.hook_command, hub=hub)
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 from .errors import AggregatorError
 
@@ -57,6 +57,9 @@ class Plan:
 # --- where and what -----------------------------------------------------------------------
 
 
+DEFAULT_HUB_PORT = 8765  # what `aggregate hook` uses when given no --port
+
+
 def settings_path(scope: str, *, cwd: Path | None = None, environ: dict[str, str] | None = None) -> Path:
     """``./.claude/settings.json`` (project) or the user's ``~/.claude/settings.json``
     (``$CLAUDE_CONFIG_DIR/settings.json`` when set, as Claude Code itself reads it)."""
@@ -70,7 +73,17 @@ def settings_path(scope: str, *, cwd: Path | None = None, environ: dict[str, str
     return base / "settings.json"
 
 
-def default_command() -> str:
+def hub_arguments(host: str | None, port: int | None) -> list[str]:
+    """The hook's ``--host``/``--port``, only where they differ from the hook's own defaults."""
+    arguments: list[str] = []
+    if host and host not in ("localhost", "127.0.0.1"):
+        arguments += ["--host", host]
+    if port and port != DEFAULT_HUB_PORT:
+        arguments += ["--port", str(port)]
+    return arguments
+
+
+def default_command(arguments: Sequence[str] = ()) -> str:
     """The hook command to install: this interpreter running ``hook.run`` directly, by
     absolute path, when that works in isolated mode; else this installation's
     ``aggregate`` script by absolute path, plus ``hook``; else the bare ``aggregate hook``.
@@ -82,11 +95,12 @@ def default_command() -> str:
     directory out of the hook's imports. An absolute path keeps working when Claude Code's
     PATH lacks the virtualenv (started from a desktop launcher, an IDE, another shell).
     """
+    tail = "".join(f" {shlex.quote(a)}" for a in arguments)
     python = sys.executable
     if python and imports_in_isolation(python):
-        return f"{shlex.quote(python)} -I -c {shlex.quote(FAST_CODE)}"
+        return f"{shlex.quote(python)} -I -c {shlex.quote(FAST_CODE)}{tail}"
     script = find_console_script()
-    return f"{shlex.quote(script)} hook" if script else FALLBACK_COMMAND
+    return f"{shlex.quote(script)} hook{tail}" if script else f"{FALLBACK_COMMAND}{tail}"
 
 
 def imports_in_isolation(python: str) -> bool:
@@ -276,10 +290,11 @@ def _shown(path: Path, scope: str, cwd: Path) -> str:
 
 
 def run(scope: str = "project", *, dry_run: bool = False, command: str | None = None,
-        out: TextIO | None = None, cwd: Path | None = None) -> int:
-    """``aggregate install-hooks``: merge, then write (or, with ``dry_run``, print the diff)."""
+        out: TextIO | None = None, cwd: Path | None = None, hub: Sequence[str] = ()) -> int:
+    """``aggregate install-hooks``: merge, then write (or, with ``dry_run``, print the diff).
+    ``hub`` is the hook's --host/--port when the hub is not on its default address."""
     out = out or sys.stdout
-    command = (command if command is not None else default_command()).strip()
+    command = (command if command is not None else default_command(hub)).strip()
     if not command:
         raise AggregatorError("--command: empty command")
     cwd = cwd or Path.cwd()

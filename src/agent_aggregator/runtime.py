@@ -168,6 +168,9 @@ def bind_host(host: str) -> str | None:
 # --- the runtime ----------------------------------------------------------------------
 
 
+SPOOL_DRAIN_INTERVAL = 2.0  # seconds, as the hub drains it
+
+
 class AggregatorRuntime:
     """Runs one aggregator's source and periodic work in an asyncio loop."""
 
@@ -389,6 +392,7 @@ class AggregatorRuntime:
         loop = self._loop
         next_status = loop.time() + self.status_interval
         next_timeouts = loop.time() + self.timeout_check_interval
+        next_drain = loop.time()
         while not self._stop_event.is_set():
             try:
                 await asyncio.wait_for(self._stop_event.wait(), self.tick)
@@ -403,9 +407,32 @@ class AggregatorRuntime:
                     self.aggregator.check_timeouts()
                 except Exception:  # noqa: BLE001 - the loop must survive a bad save
                     log.exception("checking session timeouts failed")
+            if self.mode == CLIENT and now >= next_drain:
+                next_drain = now + SPOOL_DRAIN_INTERVAL
+                await loop.run_in_executor(None, self._drain_spool)
             if now >= next_status:
                 next_status = now + self.status_interval
                 self._write_status()
+
+    def _drain_spool(self) -> None:
+        """As a client (of claude-mpm's monitor, say) no hub of ours drains what
+        ``aggregate hook`` spooled, so the runtime feeds it to the aggregator itself."""
+        from .sources import spool
+        from .sources.hub import route
+
+        def deliver(path: str, body: dict[str, Any]) -> bool:
+            routed = route(path, body)
+            if routed is not None:
+                self.aggregator.handle_event(routed[1], routed[0])
+            return True
+
+        try:
+            report = spool.drain(deliver)
+        except OSError as error:
+            log.warning("cannot read the hook spool: %s", error)
+            return
+        if report.delivered:
+            log.info("delivered %d spooled hook events", report.delivered)
 
     def status(self) -> dict[str, Any]:
         """The status file's content: ``get_status()`` plus who, since when, and the source."""

@@ -488,9 +488,14 @@ class SessionStore:
         return (b"\n" if torn else b"") + _event_lines(events)
 
     def save_snapshot(self, session: AgentSession) -> Path:
-        """Turn end: the session as it stands, written atomically; the journal stays."""
+        """Turn end: the session as it stands, written atomically; the journal stays.
+
+        Not fsynced: the journal already holds every event through a crash, and
+        the snapshot is there for readers; two fsyncs per turn end were the
+        largest cost of live ingest.
+        """
         path = self.path_for(session)
-        self._write_session(session, path)
+        self._write_session(session, path, durable=False)
         with self._mutex:
             self._remember(path, session)
             self._index_changed()
@@ -514,12 +519,12 @@ class SessionStore:
             self._index_changed()
         return path
 
-    def _write_session(self, session: AgentSession, path: Path) -> None:
+    def _write_session(self, session: AgentSession, path: Path, *, durable: bool = True) -> None:
         self._guard(path)
         with _gc_paused():
             payload = jsonio.dumps(session.to_dict(), indent=True)
         try:
-            jsonio.write_bytes_atomic(path, payload)
+            jsonio.write_bytes_atomic(path, payload, durable=durable)
         except OSError as err:
             raise StoreError(f"cannot write session file {path}: {err.strerror}") from None
 

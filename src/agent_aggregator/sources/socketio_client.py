@@ -30,6 +30,7 @@ from typing import Any, Callable
 from ..timeutil import now_utc
 
 log = logging.getLogger("agent_aggregator.sources.socketio")
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # larger than any event the hub accepts (32 MiB)
 
 CONNECTING = "connecting"
 CONNECTED = "connected"
@@ -235,7 +236,14 @@ class SocketIOSource:
     def _new_client(self) -> tuple[Any, asyncio.Event]:
         import socketio  # deferred: only the commands that listen pay for it
 
-        client = socketio.AsyncClient(reconnection=False, handle_sigint=False, request_timeout=self.connect_timeout)
+        # aiohttp's default 4 MiB websocket message limit drops the whole connection on
+        # one big event (a Read of a large file, a long history batch): lift it.
+        client = socketio.AsyncClient(
+            reconnection=False,
+            handle_sigint=False,
+            request_timeout=self.connect_timeout,
+            websocket_extra_options={"max_msg_size": MAX_MESSAGE_BYTES},
+        )
         disconnected = asyncio.Event()
 
         def on_disconnect(*_reason: Any) -> None:
