@@ -364,11 +364,15 @@ HEAVY = ("argparse", "pathlib", "typing", "asyncio", "rich", "yaml", "orjson", "
 
 
 def loaded_modules(env: dict[str, str], port: int, stdin: bytes) -> set[str]:
-    """Modules loaded by a whole `aggregate hook` run via cli.main (as the console script calls it)."""
+    """Modules loaded by a whole `aggregate hook` run through the console script's entry point."""
     probe = (
         "import sys\n"
-        "from agent_aggregator.cli import main\n"
-        f"main(['hook', '--port', '{port}'])\n"
+        f"sys.argv = ['aggregate', 'hook', '--port', '{port}']\n"
+        "import agent_aggregator.hook as hook\n"
+        "run_hook = hook.main\n"
+        "hook.main = lambda argv, exit_process=False: run_hook(argv)  # stay alive to list the modules\n"
+        "from agent_aggregator.entry import main\n"
+        "main()\n"
         "sys.stderr.write(' '.join(sorted(sys.modules)))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], input=stdin, env=env, capture_output=True, timeout=60)
@@ -398,21 +402,3 @@ def test_oversized_payload_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
         hook.stamp(b'{"prompt": "' + b"x" * 32 + b'"}')
 
 
-def test_cli_stand_ins_for_argparse_and_pathlib(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """cli.py loads without argparse/pathlib (see test_delivering_imports_nothing_heavy); its stand-ins
-    must behave like the real things once used."""
-    from agent_aggregator import cli
-
-    stand_in = cli._LazyModule("agent_aggregator_not_imported_yet", SUPPRESS=cli._SUPPRESS)
-    assert stand_in.SUPPRESS is cli._SUPPRESS
-    hidden = cli.Command("probe", "probe", lambda ctx: 0, (cli.arg("--secret", help=cli._SUPPRESS),
-                                                           cli.arg("--shown", help="visible")))
-    monkeypatch.setitem(cli.COMMANDS, "probe", hidden)
-    text = cli.build_parser()._subparsers._group_actions[0].choices["probe"].format_help()
-    assert "--shown" in text and "--secret" not in text
-    import pathlib
-
-    made = cli.Path(tmp_path, "x")
-    assert type(made) is type(pathlib.Path()) and made == tmp_path / "x"
-    assert isinstance(made, cli.Path) and not isinstance("x", cli.Path)
-    assert cli.Path.home() == pathlib.Path.home()

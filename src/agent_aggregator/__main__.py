@@ -1,6 +1,6 @@
 """``python -m agent_aggregator`` is ``aggregate``."""
 
-from .cli import main
+from .entry import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,11 +1,9 @@
 """``aggregate``: the command line. Thin: parse, call the layers below, print.
 
 Each command is one function registered with ``@command``; its arguments are
-declared beside it, so adding ``start``/``hook``/``tui`` later touches nothing
-else. Module import stays cheap (our exceptions only; argparse, pathlib and
-typing are not imported at module level): rich, the store and the aggregator
-are imported inside the commands that use them, and ``main`` hands
-``aggregate hook`` to ``hook.main`` before building any parser.
+declared beside it, so adding a command touches nothing else. rich, the store
+and the aggregator are imported inside the commands that use them. The console
+script (``entry.py``) hands ``aggregate hook`` over before this module loads.
 
 Every failure is one line on stderr and a non-zero exit, never a traceback:
 1 for errors, 2 for usage errors (argparse), 130 for Ctrl+C.
@@ -13,25 +11,20 @@ Every failure is one line on stderr and a non-zero exit, never a traceback:
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import sys
 from collections import namedtuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator, Sequence
 
 from . import __version__
 from .errors import AggregatorError, AmbiguousSessionError, SessionNotFoundError
 
-# The console script imports this module for every `aggregate hook`, which must start in
-# bare-Python time: argparse, pathlib and typing (~4, 7 and 7 ms) are not imported here.
-# `argparse` and `Path` below are stand-ins that import the real thing on first use.
-_SUPPRESS = "==SUPPRESS=="  # argparse.SUPPRESS's value
-TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    import argparse
     import logging
     from collections import Counter
-    from pathlib import Path
-    from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
     from rich.console import Console
 
@@ -39,46 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from .config import Config
     from .model import AgentSession, SessionSummary
     from .store import SessionStore
-else:
-
-    class _LazyModule:
-        """``argparse`` until first used: attribute access imports the module.
-
-        Until then, the constants given here are served as equal stand-ins, so an
-        ``arg(..., help=argparse.SUPPRESS)`` does not import argparse when this module
-        loads; ``build_parser`` swaps the real object in (argparse compares with ``is``).
-        """
-
-        def __init__(self, name: str, **constants: Any) -> None:
-            self._name = name
-            self._constants = constants
-
-        def __getattr__(self, attribute: str) -> Any:
-            if attribute in self._constants and self._name not in sys.modules:
-                return self._constants[attribute]
-            __import__(self._name)
-            return getattr(sys.modules[self._name], attribute)
-
-    class _LazyPathType(type):
-        def __instancecheck__(cls, value: object) -> bool:
-            from pathlib import Path
-
-            return isinstance(value, Path)
-
-        def __getattr__(cls, attribute: str) -> Any:  # Path.home(), Path.cwd(), ...
-            from pathlib import Path
-
-            return getattr(Path, attribute)
-
-    class Path(metaclass=_LazyPathType):
-        """``pathlib.Path`` until first used: calling it returns a real ``pathlib.Path``."""
-
-        def __new__(cls, *parts: Any) -> Any:
-            from pathlib import Path
-
-            return Path(*parts)
-
-    argparse = _LazyModule("argparse", SUPPRESS=_SUPPRESS)
 
 PROG = "aggregate"
 EXPORT_FORMATS_HELP = "full, summary, events, csv, markdown"
@@ -181,8 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     for spec in COMMANDS.values():
         sub = subparsers.add_parser(spec.name, help=spec.help, description=spec.help, parents=[shared])
         for flags, options in spec.arguments:
-            real = {key: argparse.SUPPRESS if value is _SUPPRESS else value for key, value in options.items()}
-            sub.add_argument(*flags, **real)
+            sub.add_argument(*flags, **options)
     return parser
 
 
@@ -1119,7 +1071,7 @@ def _fail(message: str) -> int:
 
 
 def _log() -> "logging.Logger":
-    import logging  # deferred: keeps `aggregate hook` and `--help` light
+    import logging  # deferred: keeps `--help` light
 
     return logging.getLogger("agent_aggregator.cli")
 
