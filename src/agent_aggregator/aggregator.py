@@ -25,7 +25,7 @@ from .model import ACTIVE, COMPLETED, RECOVERED, TIMED_OUT, AgentSession, Sessio
 from .normalize import normalize, wire_format
 from .store import SessionStore
 from .timeutil import now_utc, parse_timestamp
-from .tracker import SessionTracker
+from .tracker import SessionTracker, rebuild_session  # noqa: F401 - rebuild_session: public here too
 
 log = logging.getLogger("agent_aggregator.aggregator")
 
@@ -53,26 +53,6 @@ class RecoveryReport:
     events: int
     bad_lines: int
     file_path: Path
-
-
-def rebuild_session(header: dict[str, Any], events: Iterable[SessionEvent]) -> AgentSession:
-    """A session from its journal: header fields plus every event replayed in order."""
-    session_id = str(header.get("session_id") or "")
-    tracker = SessionTracker()
-    for event in events:
-        if event.session_id != session_id:
-            event.session_id = session_id
-        tracker.apply(event)
-    start = parse_timestamp(header.get("start_time"))
-    session = tracker.sessions.get(session_id) or AgentSession(session_id, start)
-    if start is not None and start < session.start_time:
-        session.start_time = start
-    metadata = header.get("metadata")
-    if isinstance(metadata, dict):
-        session.metadata = {**session.metadata, **metadata}
-    if session.working_directory is None and isinstance(header.get("working_directory"), str):
-        session.working_directory = header["working_directory"]
-    return session
 
 
 class EventAggregator:
@@ -141,9 +121,17 @@ class EventAggregator:
         """Whether this aggregator owns the activity directory (a follower only reads)."""
         return self.store.is_writer
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every public method holds: views hold it while they read sessions
+        (``tracker.sessions``, a session's events and delegations) another thread updates."""
+        return self._lock
+
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self, *, connect: bool = True, serve: bool | None = None, timeout: float = START_TIMEOUT) -> None:
+    def start(
+        self, *, connect: bool = True, serve: bool | None = None, timeout: float = START_TIMEOUT, write: bool = True
+    ) -> None:
         """Take the activity directory (one writer per directory), recover journals a
         previous run left behind, then (``connect``) start capturing.
 
@@ -157,19 +145,50 @@ class EventAggregator:
         connect (the port held by something that is not Socket.IO, say); the
         directory is let go again then. ``connect=False`` only takes the directory
         (ingest, replay, tests): events come in through ``handle_event`` / ``ingest``.
+
+        ``write=False`` follows a directory another aggregator writes (``aggregate tui``
+        next to a running ``aggregate start``): the directory is never taken nor
+        written, its open sessions are loaded (journals rebuilt) so their history is
+        there, and ``connect`` only ever listens as a client (``serve`` is ignored):
+        the events the writer receives arrive here too, deduplicated by event id.
         """
         with self._lock:
             if self.running:
                 return
-            self.store.acquire()
-            try:
-                self.recover()
-            except BaseException:
-                self.store.release()
-                raise
+            if write:
+                self.store.acquire()
+                try:
+                    self.recover()
+                except BaseException:
+                    self.store.release()
+                    raise
+            else:
+                self.adopt_open_sessions()
             self.running = True
         if connect:
-            self._start_runtime(serve, timeout)
+            self._start_runtime(serve if write else False, timeout)
+
+    def adopt_open_sessions(self) -> list[str]:
+        """Track the sessions the store lists as open (a follower's history); returns their ids.
+
+        Reads only. A session that cannot be read is skipped (and logged once).
+        """
+        adopted: list[str] = []
+        for summary in self.store.list_sessions():
+            if summary.status != ACTIVE or summary.session_id in self.tracker.sessions:
+                continue
+            try:
+                session = self.store.load(summary.file_path)
+            except (OSError, ValueError, StoreError, SessionNotFoundError) as error:
+                self._log_once(f"follow:{summary.session_id}", "cannot read open session %s: %s", summary.session_id, error)
+                continue
+            if session.status != ACTIVE:
+                continue
+            with self._lock:
+                self.tracker.adopt(session)
+                self._last_seen[session.session_id] = self._clock()
+            adopted.append(session.session_id)
+        return adopted
 
     def _start_runtime(self, serve: bool | None, timeout: float) -> None:
         from .runtime import AggregatorRuntime  # deferred: sources sit on top of the aggregator

@@ -173,7 +173,7 @@ class Context:
         return self.activity_directory.is_dir()
 
     def store(self) -> "SessionStore":
-        from .aggregator import rebuild_session
+        from .tracker import rebuild_session  # not via aggregator: listing must not import the runtime
         from .store import SessionStore
 
         return SessionStore(self.activity_directory, rebuild=rebuild_session)
@@ -240,14 +240,16 @@ def _resolve(ctx: Context, store: "SessionStore", ident: str) -> tuple["AgentSes
 
 
 def _sort_sessions(summaries: list["SessionSummary"], key: str) -> list["SessionSummary"]:
-    from datetime import datetime, timezone
+    from .timeutil import format_timestamp, parse_timestamp
 
-    from .timeutil import parse_timestamp
-
-    oldest = datetime.min.replace(tzinfo=timezone.utc)
-
-    def started(summary: "SessionSummary") -> datetime:
-        return parse_timestamp(summary.start_time) or oldest
+    def started(summary: "SessionSummary") -> str:
+        """Stored times are UTC ISO strings, which sort as text; older files may
+        carry another offset and are converted once."""
+        text = summary.start_time or ""
+        if text.endswith("+00:00"):
+            return text
+        moment = parse_timestamp(text)
+        return format_timestamp(moment) if moment else ""
 
     if key == "events":
         return sorted(summaries, key=lambda s: (s.event_count, started(s)), reverse=True)
@@ -996,6 +998,41 @@ def serve_command(ctx: Context) -> int:
     assert ctx.config is not None
     return serve(ctx.args.host, ctx.args.port,
                  config_host=ctx.config.dashboard_host, config_port=ctx.config.dashboard_port)
+
+
+# --- tui ----------------------------------------------------------------------------------
+
+
+@command(
+    "tui",
+    "full-screen live monitor and session browser (captures like `start`, or follows a running one)",
+    arg("--host", metavar="HOST", help="Socket.IO server to listen to, or where to serve (default: dashboard_host)"),
+    arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
+    arg("--no-connect", action="store_true", help="only browse the saved sessions: no live capture"),
+)
+def tui_command(ctx: Context) -> int:
+    from dataclasses import replace
+
+    from .config import setup_logging
+
+    args = ctx.args
+    assert ctx.config is not None
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise AggregatorError("`aggregate tui` needs a terminal (for scripts: `aggregate sessions --json`)")
+    config = replace(
+        ctx.config,
+        dashboard_host=args.host or ctx.config.dashboard_host,
+        dashboard_port=args.port or ctx.config.dashboard_port,
+    )
+    setup_logging(config, stderr=False)  # the screen owns the terminal; --debug still logs to the file
+    from .tui.app import AggregateApp
+
+    app = AggregateApp(config, connect=not args.no_connect)
+    try:
+        app.run()
+    finally:
+        app.stop_ingest()  # saves every active session, also when the app ended another way
+    return app.return_code or 0
 
 
 # --- hook / install-hooks -----------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Iterable
 
 from .model import (
     ACTIVE,
@@ -450,3 +450,23 @@ class SessionTracker:
             agent_id = event.data["tool_response"].get("agentId")
             if isinstance(agent_id, str) and agent_id:
                 self._bind(state, delegation, agent_id)
+
+
+def rebuild_session(header: dict[str, Any], events: Iterable[SessionEvent]) -> AgentSession:
+    """A session from its journal: header fields plus every event replayed in order."""
+    session_id = str(header.get("session_id") or "")
+    tracker = SessionTracker()
+    for event in events:
+        if event.session_id != session_id:
+            event.session_id = session_id
+        tracker.apply(event)
+    start = parse_timestamp(header.get("start_time"))
+    session = tracker.sessions.get(session_id) or AgentSession(session_id, start)
+    if start is not None and start < session.start_time:
+        session.start_time = start
+    metadata = header.get("metadata")
+    if isinstance(metadata, dict):
+        session.metadata = {**session.metadata, **metadata}
+    if session.working_directory is None and isinstance(header.get("working_directory"), str):
+        session.working_directory = header["working_directory"]
+    return session
