@@ -1017,7 +1017,7 @@ def tui_command(ctx: Context) -> int:
 
     args = ctx.args
     assert ctx.config is not None
-    if not sys.stdin.isatty() or not sys.stdout.isatty():
+    if not sys.stdin.isatty() or not sys.__stderr__.isatty():  # Textual draws on stderr
         raise AggregatorError("`aggregate tui` needs a terminal (for scripts: `aggregate sessions --json`)")
     config = replace(
         ctx.config,

@@ -407,7 +407,7 @@ class AggregatorRuntime:
                     self.aggregator.check_timeouts()
                 except Exception:  # noqa: BLE001 - the loop must survive a bad save
                     log.exception("checking session timeouts failed")
-            if self.mode == CLIENT and now >= next_drain:
+            if self.mode == CLIENT and self.aggregator.writes and now >= next_drain:
                 next_drain = now + SPOOL_DRAIN_INTERVAL
                 await loop.run_in_executor(None, self._drain_spool)
             if now >= next_status:
@@ -416,7 +416,9 @@ class AggregatorRuntime:
 
     def _drain_spool(self) -> None:
         """As a client (of claude-mpm's monitor, say) no hub of ours drains what
-        ``aggregate hook`` spooled, so the runtime feeds it to the aggregator itself."""
+        ``aggregate hook`` spooled, so the runtime feeds it to the aggregator itself.
+        Only the directory's writer does: a follower draining it would take those
+        events away from the aggregator that saves them."""
         from .sources import spool
         from .sources.hub import route
 

@@ -1,0 +1,1 @@
+"""The TUI's screens: ``live`` (the panes), ``browser``, ``detail``, ``category``, ``help``."""

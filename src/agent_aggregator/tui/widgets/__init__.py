@@ -1,0 +1,5 @@
+"""Widgets of the TUI."""
+
+from .timeline import Timeline
+
+__all__ = ["Timeline"]

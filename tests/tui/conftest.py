@@ -1,0 +1,146 @@
+"""Fixtures for the TUI tests: real stores filled from tests/fixtures_builder.py, frozen clocks.
+
+* Times are shown in local time: the tests run in UTC so snapshots match anywhere.
+* The activity directory is ``activity`` relative to a tmp working directory, so
+  the paths the screens print are the same on every run.
+* ``async def`` tests run with ``asyncio.run`` (no plugin needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+os.environ["TZ"] = "UTC"
+time.tzset()
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import fixtures_builder as fb  # noqa: E402
+
+from agent_aggregator.aggregator import EventAggregator  # noqa: E402
+from agent_aggregator.config import Config  # noqa: E402
+
+SIZE = (160, 48)
+ACTIVITY = Path("activity")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests in a fresh event loop."""
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+        asyncio.run(pyfuncitem.obj(**arguments))
+        return True
+    return None
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in tmp_path (so ``activity`` is a fixed relative path) with a private hook spool."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AGGREGATE_SPOOL_DIR", str(tmp_path / "spool"))
+    return tmp_path
+
+
+def fixed_clock(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def config(**overrides: Any) -> Config:
+    return Config(activity_directory=ACTIVITY, dashboard_host="127.0.0.1", **overrides)
+
+
+# --- streams ----------------------------------------------------------------------------------
+
+
+def stamped_raw(pairs: list[tuple[str, dict]], session_id: str) -> list[tuple[None, dict]]:
+    """Raw hooks as a hub relays them: with a receipt time and a (here: fixed) event id."""
+    return [
+        (None, {**payload, "timestamp": timestamp, "event_id": fb.det_hex(32, session_id, index)})
+        for index, (timestamp, payload) in enumerate(pairs)
+    ]
+
+
+def interleaved(n_sessions: int = 3, seed: int = 7) -> list[tuple[str | None, dict]]:
+    """``fb.interleaved_stream`` with the raw hooks stamped (real times, fixed ids): deterministic."""
+    streams = []
+    for spec in fb.interleaved_sessions(n_sessions, seed):
+        if spec["kind"] == "raw_hook":
+            index = spec["index"]
+            start = fb.INTERLEAVED_START + timedelta(seconds=37 * index)
+            agent_tool = "Agent" if index % 4 == 0 else "Task"
+            pairs = fb.raw_hook_session(spec["session_id"], spec["cwd"], start, agent_tool=agent_tool)
+            streams.append(stamped_raw(pairs, spec["session_id"]))
+        else:
+            streams.append(list(spec["events"]))
+    streams.append(fb.mpm_non_session_messages(fb.INTERLEAVED_START, socket_sid=f"conn{seed:04d}Xy9LmQ2vRAAAC"[:20]))
+    return fb._merge(streams, seed)
+
+
+def feed(aggregator: EventAggregator, stream: list[tuple[str | None, dict]]) -> None:
+    for name, payload in stream:
+        if name == "event_history":
+            continue
+        aggregator.handle_event(payload, name)
+
+
+def saved_sessions_stream() -> list[tuple[str | None, dict]]:
+    """Three whole sessions of three wire formats (each ends, so each is saved as completed)."""
+    raw = stamped_raw(fb.raw_hook_session(), fb.RAW_SESSION_ID)
+    mpm = [(name, payload) for name, payload in fb.claude_mpm_session(include_non_session=False)]
+    seed = [(None, envelope) for envelope in fb.seed_envelope_events()]
+    return raw + mpm + seed
+
+
+LIVE_CUT = 0.7  # the share of the interleaved stream fed for "live" sessions (all three still open)
+
+
+def live_stream() -> list[tuple[str | None, dict]]:
+    stream = interleaved()
+    return stream[: int(len(stream) * LIVE_CUT)]
+
+
+def last_event_time(aggregator: EventAggregator) -> datetime:
+    with aggregator.lock:
+        return max(session.last_event_time for session in aggregator.tracker.sessions.values())
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_store(workdir: Path) -> Config:
+    """An activity directory holding three completed sessions (nothing running)."""
+    aggregator = EventAggregator(config=config())
+    aggregator.start(connect=False)
+    feed(aggregator, saved_sessions_stream())
+    aggregator.stop()
+    return config()
+
+
+@pytest.fixture
+def live_aggregator(saved_store: Config) -> Iterator[EventAggregator]:
+    """A started aggregator (writing the store) with three interleaved sessions still open."""
+    aggregator = EventAggregator(config=saved_store)
+    aggregator.start(connect=False)
+    feed(aggregator, live_stream())
+    yield aggregator
+    if aggregator.running:
+        aggregator.stop()
+
+
+async def wait_for(condition: Callable[[], bool], pilot: Any, timeout: float = 10.0) -> None:
+    """Let the app run until ``condition()`` holds (no timing assertion: fails only on the timeout)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met within the timeout")
+        await pilot.pause(0.05)
