@@ -137,7 +137,7 @@ def live_aggregator(saved_store: Config) -> Iterator[EventAggregator]:
         aggregator.stop()
 
 
-async def wait_for(condition: Callable[[], bool], pilot: Any, timeout: float = 10.0) -> None:
+async def wait_for(condition: Callable[[], bool], pilot: Any, timeout: float = 30.0) -> None:
     """Let the app run until ``condition()`` holds (no timing assertion: fails only on the timeout)."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -199,7 +199,7 @@ def run(app: BrowserHost, body: Callable[[Any, BrowserScreen], Any], size: tuple
     asyncio.run(main())
 
 
-async def wait_until(condition: Callable[[], bool], pilot: Any, timeout: float = 10.0) -> None:
+async def wait_until(condition: Callable[[], bool], pilot: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met within the timeout"

@@ -287,6 +287,8 @@ class AggregateApp(App[None]):
 
     def refresh_live(self) -> None:
         """The timer: sample the event meter, then let the live screen pull what changed."""
+        if not self.is_running:
+            return  # shutting down: the screens' widgets are being removed under the timer
         aggregator = self.aggregator
         if aggregator is not None:
             self.meter.add(self.clock().timestamp(), aggregator.total_events)

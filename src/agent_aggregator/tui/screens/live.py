@@ -393,6 +393,7 @@ class LiveScreen(Screen[None]):
         self._waiting_info: StatusInfo | None = None
         self._rows: list[SessionRow] = []  # the sessions pane as of the last refresh
         self._browser_version = -1
+        self._tables_ready = False
 
     @property
     def aggregate_app(self) -> "AggregateApp":
@@ -435,6 +436,7 @@ class LiveScreen(Screen[None]):
         for label, key in (("File", "path"), ("Ops", "ops"), ("Operations", "detail")):
             files.add_column(label, key=key)
         self.query_one("#search", Input).display = False
+        self._tables_ready = True
         if self.aggregate_app.saved_version == 0:
             self.aggregate_app.list_saved_now()
         self.refresh_view()
@@ -448,6 +450,8 @@ class LiveScreen(Screen[None]):
 
     def refresh_view(self) -> None:
         """Pull aggregator and store state and bring every pane up to date (the 4 Hz timer)."""
+        if not self._tables_ready or not self.is_running:
+            return  # the app's timer can fire before this screen is mounted, or while it is torn down
         app = self.aggregate_app
         now = app.clock()
         timeout = app.config.session_timeout_minutes
