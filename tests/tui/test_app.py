@@ -370,12 +370,28 @@ def test_snapshot_waiting(workdir, snap_compare):
     assert snap_compare(app, terminal_size=SIZE)
 
 
+async def settled(app: AggregateApp, pilot) -> None:
+    """Every pane shows the selected session in full (the panes fill on the next 4 Hz tick)."""
+
+    def done() -> bool:
+        current = app.live_screen.current
+        return (
+            current is not None
+            and timeline(app).total_count == len(current.events)
+            and len(table(app, "delegations").rows) == len(current.delegations)
+        )
+
+    await wait_for(done, pilot)
+    await pilot.pause()
+
+
 def test_snapshot_live_three_interleaved_sessions(live_aggregator, snap_compare):
     app = live_app(live_aggregator)
 
     async def run_before(pilot) -> None:
         await ready(app, pilot)
         await pilot.press("2")
+        await settled(app, pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -385,6 +401,7 @@ def test_snapshot_live_narrow(live_aggregator, snap_compare):
 
     async def run_before(pilot) -> None:
         await ready(app, pilot)
+        await settled(app, pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
