@@ -25,6 +25,10 @@ time.tzset()
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fixtures_builder as fb  # noqa: E402
 
+from agent_aggregator.model import SessionEvent  # noqa: E402
+from agent_aggregator.normalize import normalize  # noqa: E402
+from agent_aggregator.tracker import SessionTracker  # noqa: E402
+
 from agent_aggregator.aggregator import EventAggregator  # noqa: E402
 from agent_aggregator.config import Config  # noqa: E402
 
@@ -48,6 +52,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AGGREGATE_SPOOL_DIR", str(tmp_path / "spool"))
     return tmp_path
+
+
+def session_events() -> list[SessionEvent]:
+    """The raw-hook fixture session (40 events), attributed by the tracker as the app sees them."""
+    tracker = SessionTracker()
+    result = []
+    for timestamp, payload in fb.raw_hook_session():
+        event = normalize({**payload, "timestamp": timestamp})
+        tracker.apply(event)
+        result.append(event)
+    return result
 
 
 def fixed_clock(moment: datetime) -> Callable[[], datetime]:

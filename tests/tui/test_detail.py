@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,32 +13,13 @@ from textual.geometry import Region
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fixtures_builder as fb  # noqa: E402
+from conftest import session_events  # noqa: E402
 
 from agent_aggregator.model import CATEGORIES, SessionEvent  # noqa: E402
 from agent_aggregator.normalize import normalize  # noqa: E402
-from agent_aggregator.tracker import SessionTracker  # noqa: E402
 from agent_aggregator.tui.screens.category import CategoryFilterScreen  # noqa: E402
 from agent_aggregator.tui.screens.detail import EventDetailScreen, event_json  # noqa: E402
 from agent_aggregator.tui.widgets import Timeline  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def session_events() -> list[SessionEvent]:
-    tracker = SessionTracker()
-    result = []
-    for timestamp, payload in fb.raw_hook_session():
-        event = normalize({**payload, "timestamp": timestamp})
-        tracker.apply(event)
-        result.append(event)
-    return result
 
 
 class Host(App):

@@ -14,35 +14,14 @@ from textual.app import App, ComposeResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fixtures_builder as fb  # noqa: E402
+from conftest import session_events  # noqa: E402
 
 from agent_aggregator.describe import event_summary  # noqa: E402
 from agent_aggregator.model import SessionEvent  # noqa: E402
 from agent_aggregator.normalize import normalize  # noqa: E402
 from agent_aggregator.timeutil import format_timestamp, parse_timestamp  # noqa: E402
-from agent_aggregator.tracker import SessionTracker  # noqa: E402
 from agent_aggregator.tui.widgets import Timeline  # noqa: E402
 from agent_aggregator.tui.widgets import timeline as timeline_module  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    """Times are shown in local time: pin the zone so lines and snapshots are stable."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def session_events() -> list[SessionEvent]:
-    """The fixture session (40 events), attributed by the tracker as the app sees them."""
-    tracker = SessionTracker()
-    result = []
-    for timestamp, payload in fb.raw_hook_session():
-        event = normalize({**payload, "timestamp": timestamp})
-        tracker.apply(event)
-        result.append(event)
-    return result
 
 
 def many_events(count: int, base: list[SessionEvent] | None = None) -> list[SessionEvent]:
