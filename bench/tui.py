@@ -12,8 +12,9 @@ frame composed with the whole session in the timeline:
 
 * baseline: an empty activity directory (the waiting panel);
 * a saved session of ``--events`` events (tool calls, files, delegations from
-  the raw-hook fixture, repeated): listed from a warm index, loaded in the load
-  worker (``SessionStore.load``), shown by the virtual timeline.
+  the raw-hook fixture, repeated; about 1.7 KB an event, so 168 MB for 100,000):
+  listed from a warm index, loaded in the load worker (``SessionStore.load``),
+  shown by the virtual timeline; ``SessionStore.load`` alone is timed too.
 
 Key latency (median and 90th percentile of ``--presses`` presses, one every
 50 ms or so): up / down in the focused timeline, each posted to the app as the
@@ -263,13 +264,25 @@ def main() -> int:
         empty: list[float] = []
         big: list[float] = []
         for run in range(args.runs):  # round-robin: machine load hits both rows alike
+            gc.collect()  # each run starts clean, as a new process would (the last one's 100k events are garbage)
             empty.append(asyncio.run(first_paint(root / f"empty-{run}", 0)))
+            gc.collect()
             big.append(asyncio.run(first_paint(root / "big", args.events)))
+        loads = []
+        for _ in range(args.runs):
+            store = SessionStore(root / "big", rebuild=rebuild_session)
+            began = time.perf_counter()
+            store.load(BIG_ID)
+            loads.append(time.perf_counter() - began)
+            del store
+            gc.collect()
         base = statistics.median(empty)
         print(f"First paint (headless {SIZE[0]}x{SIZE[1]}, median of {args.runs})")
         print(f"  empty activity directory (baseline)   {base:7.3f} s")
         print(f"  {args.events:,}-event session             {statistics.median(big):7.3f} s"
               f"   {statistics.median(big) / base:5.1f}x   (runs: {', '.join(f'{v:.2f}' for v in big)})")
+        print(f"    of which SessionStore.load alone    {statistics.median(loads):7.3f} s   (the file is"
+              f" {path.stat().st_size / 1e6:.0f} MB: parse and rebuild, in the load worker)")
 
         idle_handled, idle_painted, _ = asyncio.run(key_latency(root / "idle", args.presses, 0))
         busy_handled, busy_painted, info = asyncio.run(key_latency(root / "busy", args.presses, args.rate))

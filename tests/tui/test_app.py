@@ -14,7 +14,6 @@ from datetime import timedelta
 from conftest import (
     SIZE,
     config,
-    feed,
     fixed_clock,
     interleaved,
     last_event_time,

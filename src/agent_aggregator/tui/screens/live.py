@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Sequence
 
 from rich.text import Text
 from textual import on, work
@@ -41,7 +41,6 @@ from ..viewstate import (
     FOLLOWER,
     STARTING,
     STOPPING,
-    WRITER,
     DelegationRow,
     FileRow,
     FileTally,
