@@ -44,16 +44,6 @@ SHOWN_DIR = "/home/dev/.claude-mpm/activity"  # fixed, so snapshots do not show 
 HOSTILE_PROMPT = "render [bold]x[/] and \x1b[31mred\x1b[0m [link=http://e.vil]click[/link]"
 
 
-@pytest.fixture(autouse=True)
-def utc():
-    """Local time is UTC here: the screens show local times."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TZ", "UTC")
-        time.tzset()
-        yield
-    time.tzset()
-
-
 # --- data --------------------------------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -23,16 +22,6 @@ from agent_aggregator.tui.screens.help import GROUP_ORDER, HelpRow, HelpScreen
 
 NOW = datetime(2026, 3, 15, 12, 0, 0, tzinfo=timezone.utc)
 SAVE_DIR = "/home/dev/.claude-mpm/activity"
-
-
-@pytest.fixture(autouse=True)
-def utc():
-    """Local time is UTC here: the screens show local times."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TZ", "UTC")
-        time.tzset()
-        yield
-    time.tzset()
 
 
 class Panes(Static, can_focus=True):
