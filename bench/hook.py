@@ -1,12 +1,14 @@
 """``aggregate hook`` latency against bare Python start-up.
 
-Run ``python bench/hook.py`` (40 runs of each row; ``--runs N`` to change).
+Run ``python bench/hook.py`` (40 runs of each row; ``--runs N`` to change;
+``--quick``: 10 runs; ``--json PATH`` also writes the rows for ``run_all``).
 Each row is the wall time of one whole process, from spawn to exit, with a
 typical hook payload (a PostToolUse Edit, about 2 KB) on stdin from a file.
 Rows are run round-robin, so load from other processes on the machine hits
-them all alike; the table shows medians and each median's ratio to the
-baseline (the same interpreter running ``-c pass``). Target (issue 3): the
-installed command, hub up, at most 1.5x the baseline.
+them all alike; each row's ratio is the median over rounds of its time over
+the baseline's time in the same round (the same interpreter running ``-c
+pass``: the venv's python is the python3 the hook runs with). Target (issue
+7): at most 1.5x, hub up and hub down.
 
 Rows:
 
@@ -20,9 +22,10 @@ Rows:
   and ``python -I -c 'from agent_aggregator.hook import run; run()'`` (no
   console-script wrapper: pip's wrapper imports ``re``, about 1.4x start-up on
   its own, before any of our code runs).
-* a plain ``aggregate`` script (shebang + ``from agent_aggregator.cli import
-  main``, without pip's ``import re``), hub up: what ``aggregate hook`` would
-  cost if the package shipped its script that way (setuptools ``script-files``).
+* a plain ``aggregate`` script (shebang + ``from agent_aggregator.entry import
+  main``, without pip's ``import re``), hub up and down: what ``aggregate hook``
+  costs when the package ships its script that way (setuptools ``script-files``
+  installs exactly this, also in editable installs; tried in a scratch venv).
 * ``python -c 'import re'``: the wrapper's floor, for reference.
 
 Bytecode: PYTHONDONTWRITEBYTECODE is dropped and PYTHONPYCACHEPREFIX points at
@@ -44,6 +47,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import Row, announce, machine_note, print_table, write_json
 
 VENV_PYTHON = sys.executable
 AGGREGATE = Path(sys.executable).with_name("aggregate")
@@ -96,6 +101,15 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+# Rows judged against the target: the hook as installed, and as typed, hub up and down.
+JUDGED = {
+    "installed form (python -I -c <hook.run()>), hub up",
+    "installed form (python -I -c <hook.run()>), hub down",
+    "aggregate hook, hub up",
+    "aggregate hook, hub down (spooled)",
+}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -113,13 +127,18 @@ def wait_for(port: int, seconds: float = 20.0) -> None:
     raise SystemExit(f"the bench hub did not start on port {port}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--runs", type=int, help="rounds (default 40; quick 10)")
+    parser.add_argument("--quick", action="store_true", help="10 rounds")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
     parser.add_argument("--as-is", action="store_true", help="keep PYTHONDONTWRITEBYTECODE etc. as they are")
     parser.add_argument("--real-hub", action="store_true",
                         help="post to `aggregate serve` (the real hub) instead of a bare aiohttp handler")
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
+    options.runs = options.runs or (10 if options.quick else 40)
+    command_text = announce("hook.py", argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-hook-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLAUDE_MPM_")}
@@ -132,7 +151,7 @@ def main() -> None:
     payload_file.write_bytes(json.dumps(PAYLOAD, ensure_ascii=False, separators=(",", ":")).encode())
 
     plain = work / "aggregate"
-    plain.write_text(f"#!{VENV_PYTHON}\nimport sys\nfrom agent_aggregator.cli import main\nsys.exit(main())\n")
+    plain.write_text(f"#!{VENV_PYTHON}\nimport sys\nfrom agent_aggregator.entry import main\nsys.exit(main())\n")
     plain.chmod(0o755)
 
     up, down = free_port(), free_port()
@@ -152,9 +171,10 @@ def main() -> None:
             ("aggregate hook, hub down (spooled)", [str(AGGREGATE), "hook", "--port", str(down)]),
             ("python -m agent_aggregator hook, hub up", [VENV_PYTHON, "-m", "agent_aggregator", "hook",
                                                          "--port", str(up)]),
-            ("python -I -c <hook.run()>, hub up", [VENV_PYTHON, "-I", "-c", direct, "--port", str(up)]),
-            ("python -I -c <hook.run()>, hub down", [VENV_PYTHON, "-I", "-c", direct, "--port", str(down)]),
+            ("installed form (python -I -c <hook.run()>), hub up", [VENV_PYTHON, "-I", "-c", direct, "--port", str(up)]),
+            ("installed form (python -I -c <hook.run()>), hub down", [VENV_PYTHON, "-I", "-c", direct, "--port", str(down)]),
             ("plain aggregate script (no re), hub up", [str(plain), "hook", "--port", str(up)]),
+            ("plain aggregate script (no re), hub down", [str(plain), "hook", "--port", str(down)]),
             ("python -c 'import re' (the wrapper's floor)", [VENV_PYTHON, "-c", "import re"]),
         ]
         times: dict[str, list[float]] = {label: [] for label, _ in rows}
@@ -174,20 +194,25 @@ def main() -> None:
 
     spool = work / "spool" / "hooks.jsonl"
     spooled = len(spool.read_bytes().splitlines()) if spool.exists() else 0
-    expected = 2 * (3 + options.runs)  # the two hub-down rows
-    baseline = statistics.median(times[rows[0][0]])
+    expected = 3 * (3 + options.runs)  # the three hub-down rows
+    baseline = times[rows[0][0]]
     which = "aggregate serve" if options.real_hub else "a bare aiohttp handler"
-    print(f"aggregate hook latency, {options.runs} runs per row (payload {payload_file.stat().st_size} B,"
-          f" hub: {which})")
-    print(f"{'':46} {'median':>9} {'p90':>9} {'x baseline':>11}")
-    for label, _ in rows:
-        values = sorted(times[label])
-        median = statistics.median(values)
-        p90 = values[int(0.9 * (len(values) - 1))]
-        print(f"{label[:46]:46} {median * 1000:7.1f}ms {p90 * 1000:7.1f}ms {median / baseline:10.2f}x")
+    print(f"aggregate hook latency, {options.runs} rounds (payload {payload_file.stat().st_size} B,"
+          f" hub: {which}); {machine_note()}")
+    table = []
+    for label, _ in rows[1:]:
+        judged = label in JUDGED
+        row = Row(f"hook: {label}", "s", "venv python -c pass", "<= 1.5x" if judged else "-",
+                  (lambda ours, ratio: ratio <= 1.5) if judged else None, command_text)
+        for ours, base in zip(times[label], baseline):
+            row.add(ours, base)
+        table.append(row)
+    print_table(table)
+    write_json(options.json, table)
     print(f"spooled lines: {spooled} (expected {expected}: the hub-down rows)")
     shutil.rmtree(work, ignore_errors=True)
+    return 0 if spooled == expected else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

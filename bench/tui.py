@@ -2,7 +2,9 @@
 
 Run ``python bench/tui.py`` (``--runs N`` first-paint runs per row, default 3;
 ``--events N`` session size, default 100,000; ``--rate N`` ingest rate, default
-2,000 events/s; ``--presses N`` key presses per latency row, default 60).
+2,000 events/s; ``--presses N`` key presses per latency row, default 60;
+``--quick``: 2 runs, 20,000 events, 20 presses; ``--json PATH`` also writes the
+rows for ``run_all``).
 
 The app runs headless (``App.run_test``, 160x48): the whole app, compositor
 included, with no terminal to write to.
@@ -51,7 +53,8 @@ from pathlib import Path
 
 from textual import events
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, Row, announce, machine_note, print_table, write_json
+
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -104,29 +107,34 @@ def write_big_session(directory: Path, count: int) -> Path:
     return path
 
 
-async def first_paint(directory: Path, expect: int) -> float:
-    """Seconds from constructing the app to the first frame that shows ``expect`` events in the
-    timeline (``expect`` 0: the waiting panel, which is there once ``run_test`` hands over)."""
+async def first_paint(directory: Path, expect: int) -> tuple[float, float]:
+    """Seconds from constructing the app to (the first frame that shows events of the session in
+    the timeline, the first frame that shows all ``expect`` of them). ``expect`` 0: the waiting
+    panel, which is there once ``run_test`` hands over."""
     started = time.perf_counter()
     app = AggregateApp(Config(activity_directory=directory), connect=False)
     async with app.run_test(size=SIZE):
         screen = app.screen
         if expect == 0:
             assert screen.has_class("-waiting")
-            return time.perf_counter() - started
+            done = time.perf_counter() - started
+            return done, done
         timeline = screen.query_one(Timeline)
-        frames: list[float] = []
+        some: list[float] = []
+        whole: list[float] = []
         compose = screen._compositor_refresh
 
         def counted() -> None:
             compose()
+            if timeline.total_count > 0:
+                some.append(time.perf_counter())
             if timeline.total_count >= expect:
-                frames.append(time.perf_counter())
+                whole.append(time.perf_counter())
 
         screen._compositor_refresh = counted  # type: ignore[method-assign]
-        while not frames:
+        while not whole:
             await asyncio.sleep(0.005)
-        return frames[0] - started
+        return some[0] - started, whole[0] - started
 
 
 # --- a live burst ------------------------------------------------------------------------------------
@@ -246,59 +254,78 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="2 runs, 20,000 events, 20 presses")
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--events", type=int)
     parser.add_argument("--rate", type=int, default=2_000)
-    parser.add_argument("--presses", type=int, default=60)
-    args = parser.parse_args()
+    parser.add_argument("--presses", type=int)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
+    args = parser.parse_args(argv)
+    args.runs = args.runs or (2 if args.quick else 3)
+    args.events = args.events or (20_000 if args.quick else 100_000)
+    args.presses = args.presses or (20 if args.quick else 60)
+    command = announce("tui.py", argv)
+    e = f"{args.events:,}"
+    judged = args.events >= 100_000
+    rows = {
+        "paint": Row(f"tui: first paint of a {e}-event session, its last events (headless {SIZE[0]}x{SIZE[1]})",
+                     "s", "empty directory (waiting panel)", "< 1 s" if judged else "(< 1 s at 100,000)",
+                     (lambda ours, ratio: ours < 1.0) if judged else None, command),
+        "whole": Row(f"tui: all {e} events in the timeline", "s", "empty directory (waiting panel)", "-", None,
+                     command),
+        "load": Row(f"tui: of which SessionStore.load of the {e} events", "s", "-", "-", None, command),
+        "key": Row(f"tui: key press to screen while {args.rate:,} events/s arrive (median)", "s",
+                   "nothing arriving", "< 100 ms", lambda ours, ratio: ours < 0.1, command),
+        "key90": Row(f"tui: key press to screen while {args.rate:,} events/s arrive (p90)", "s",
+                     "nothing arriving", "< 100 ms", lambda ours, ratio: ours < 0.1, command),
+    }
 
     with tempfile.TemporaryDirectory(prefix="bench-tui-") as temp:
         root = Path(temp)
         print(f"building a {args.events:,}-event session...", flush=True)
         began = time.perf_counter()
         path = write_big_session(root / "big", args.events)
-        print(f"  {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - began:.1f} s\n")
+        print(f"  {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - began:.1f} s", flush=True)
 
-        empty: list[float] = []
-        big: list[float] = []
         for run in range(args.runs):  # round-robin: machine load hits both rows alike
-            gc.collect()  # each run starts clean, as a new process would (the last one's 100k events are garbage)
-            empty.append(asyncio.run(first_paint(root / f"empty-{run}", 0)))
+            gc.collect()  # each run starts clean, as a new process would (the last one's events are garbage)
+            empty, _ = asyncio.run(first_paint(root / f"empty-{run}", 0))
             gc.collect()
-            big.append(asyncio.run(first_paint(root / "big", args.events)))
-        loads = []
+            big, whole = asyncio.run(first_paint(root / "big", args.events))
+            rows["paint"].add(big, empty)
+            rows["whole"].add(whole, empty)
+            print(f"  first paint run {run + 1}: {big:.2f} s, whole session {whole:.2f} s"
+                  f" (empty directory {empty:.2f} s)", flush=True)
         for _ in range(args.runs):
             store = SessionStore(root / "big", rebuild=rebuild_session)
             began = time.perf_counter()
             store.load(BIG_ID)
-            loads.append(time.perf_counter() - began)
+            rows["load"].add(time.perf_counter() - began)
             del store
             gc.collect()
-        base = statistics.median(empty)
-        print(f"First paint (headless {SIZE[0]}x{SIZE[1]}, median of {args.runs})")
-        print(f"  empty activity directory (baseline)   {base:7.3f} s")
-        print(f"  {args.events:,}-event session             {statistics.median(big):7.3f} s"
-              f"   {statistics.median(big) / base:5.1f}x   (runs: {', '.join(f'{v:.2f}' for v in big)})")
-        print(f"    of which SessionStore.load alone    {statistics.median(loads):7.3f} s   (the file is"
-              f" {path.stat().st_size / 1e6:.0f} MB: parse and rebuild, in the load worker)")
 
         idle_handled, idle_painted, _ = asyncio.run(key_latency(root / "idle", args.presses, 0))
         busy_handled, busy_painted, info = asyncio.run(key_latency(root / "busy", args.presses, args.rate))
-        print(f"\nKey latency, up/down in the timeline (median / p90 of {args.presses} presses)")
-        print("                                          key handled          on screen")
-        for label, handled, painted in (
-            ("nothing arriving (baseline)", idle_handled, idle_painted),
-            (f"while ingesting {args.rate:,} events/s", busy_handled, busy_painted),
-        ):
-            print(f"  {label:<36}{statistics.median(handled) * 1000:7.1f} / {percentile(handled, 0.9) * 1000:6.1f} ms"
-                  f"   {statistics.median(painted) * 1000:7.1f} / {percentile(painted, 0.9) * 1000:6.1f} ms")
-        ratio = statistics.median(busy_painted) / statistics.median(idle_painted)
-        print(f"  on screen under the burst: {ratio:.1f}x the baseline")
+        # One sample per press: pair the busy presses with the idle ones in order (medians compare alike).
+        for busy, idle in zip(busy_painted, idle_painted):
+            rows["key"].add(busy, idle)
+        p90_busy, p90_idle = percentile(busy_painted, 0.9), percentile(idle_painted, 0.9)
+        rows["key90"].add(p90_busy, p90_idle)
+        rows["key"].note = (f"the feeding thread achieved {info['rate']:,.0f} events/s of the {args.rate:,} asked"
+                            f" ({info['fed']:,.0f} events fed)")
+        print(f"  key handled (before the frame): {statistics.median(busy_handled) * 1000:.1f} ms busy,"
+              f" {statistics.median(idle_handled) * 1000:.1f} ms idle")
         print(f"  ingest achieved {info['rate']:,.0f} events/s ({info['fed']:,.0f} fed);"
               f" timeline shows every event of its session: {'yes' if info['shown_ok'] else 'NO'}")
-    return 0
+    print(f"agent-aggregator TUI bench: {args.runs} first-paint runs, {args.presses} presses; medians;"
+          f" {machine_note()}")
+    table = list(rows.values())
+    print_table(table)
+    write_json(args.json, table)
+    return 0 if info["shown_ok"] else 1
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def test_defaults_are_the_seeds_values_with_paths_under_the_project(tmp_path: Pa
     assert config.debug is False
     assert config.log_file == tmp_path / ".claude-mpm" / "logs" / "aggregator.log"
     assert config.journal is True
-    assert config.sources == ()
+    assert config.config_files == ()
 
 
 def test_project_file_is_read_and_other_sections_ignored(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ def test_project_file_is_read_and_other_sections_ignored(tmp_path: Path) -> None
     assert config.dashboard_port == 9000
     assert config.capture["responses"] is False
     assert config.capture["tool_operations"] is True
-    assert config.sources == (str(path),)
+    assert config.config_files == (str(path),)
 
 
 def test_precedence_user_project_environment_overrides(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_precedence_user_project_environment_overrides(tmp_path: Path) -> None:
     assert config.dashboard_port == 2222  # project beats user; a None override is "not given"
     assert config.session_timeout_minutes == 9  # environment beats files
     assert config.auto_cleanup_days == 11  # flags beat everything
-    assert config.sources == (str(user), str(project / ".claude-mpm" / "configuration.yaml"), "environment")
+    assert config.config_files == (str(user), str(project / ".claude-mpm" / "configuration.yaml"), "environment")
 
 
 def test_environment_values_are_parsed(tmp_path: Path) -> None:
@@ -236,7 +236,7 @@ def test_example_configuration_loads_and_equals_the_defaults(tmp_path: Path) -> 
     target.parent.mkdir()
     shutil.copy(example, target)
     loaded = load(tmp_path)
-    assert loaded.sources == (str(target),)
+    assert loaded.config_files == (str(target),)
     assert loaded == defaults
     # Every key of the dataclass is documented in the example.
     text = example.read_text(encoding="utf-8")

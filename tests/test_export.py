@@ -74,7 +74,7 @@ def session() -> AgentSession:
 
 
 def test_format_table_is_consistent() -> None:
-    assert FORMATS == ("full", "summary", "events", "csv", "markdown")
+    assert FORMATS == ("full", "summary", "events", "csv", "markdown", "html")
     assert set(EXTENSIONS) == set(FORMATS)
     assert EXTENSIONS["csv"] == "csv" and EXTENSIONS["markdown"] == "md" and EXTENSIONS["full"] == "json"
 
@@ -252,7 +252,7 @@ def test_unknown_format_lists_the_valid_ones(session: AgentSession) -> None:
     for name in FORMATS:
         assert name in str(caught.value)
     with pytest.raises(InvalidFormatError):
-        export_session(session, "html")
+        export_session(session, "pdf")
 
 
 def test_default_export_path(session: AgentSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

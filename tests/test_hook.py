@@ -126,8 +126,9 @@ def assert_stamped(event: dict, original: dict) -> None:
     assert event_id[12] == "4" and event_id[16] in "89ab"  # a uuid4
     moment = parse_timestamp(timestamp)
     assert moment is not None and moment.utcoffset().total_seconds() == 0
-    assert list(event)[:2] == ["event_id", "timestamp"]
-    assert {k: v for k, v in event.items() if k not in ("event_id", "timestamp")} == original
+    assert list(event)[:3] == ["event_id", "timestamp", "hostname"]
+    assert event["hostname"] == socket.gethostname()  # env() clears $CLAUDE_MPM_AGGREGATOR_HOSTNAME
+    assert {k: v for k, v in event.items() if k not in ("event_id", "timestamp", "hostname")} == original
 
 
 # --- delivered -----------------------------------------------------------------------------
@@ -154,12 +155,14 @@ def test_forwards_the_bytes_claude_code_sent(env: dict[str, str], spool_dir: Pat
     body = hub.requests[0][2]
     event = json.loads(body)
     assert_stamped(event, json.loads(TRICKY))
-    stamps = f'"event_id":"{event["event_id"]}","timestamp":"{event["timestamp"]}",'.encode()
+    stamps = (f'"event_id":"{event["event_id"]}","timestamp":"{event["timestamp"]}",'
+              f'"hostname":{json.dumps(event["hostname"])},').encode()
     assert body.replace(stamps, b"", 1) == TRICKY  # every other byte untouched, escapes included
 
 
 def test_existing_stamps_are_kept(env: dict[str, str]) -> None:
-    raw = b'  {"event_id": "abc", "timestamp": "2025-08-12T14:15:30+00:00", "hook_event_name": "Stop"}\n'
+    raw = (b'  {"event_id": "abc", "timestamp": "2025-08-12T14:15:30+00:00", "hostname": "ci-7",'
+           b' "hook_event_name": "Stop"}\n')
     with Recorder() as hub:
         assert_silent_success(run_hook(raw, env, "--port", str(hub.port)))
     assert hub.requests[0][2] == raw
@@ -286,7 +289,8 @@ def test_help_is_for_people(env: dict[str, str]) -> None:
 
 def test_stamp_splices_after_the_brace() -> None:
     event, body = hook.stamp(b"\xef\xbb\xbf \n{}")
-    assert body == f' \n{{"event_id":"{event["event_id"]}","timestamp":"{event["timestamp"]}"}}'.encode()
+    assert body == (f' \n{{"event_id":"{event["event_id"]}","timestamp":"{event["timestamp"]}",'
+                    f'"hostname":{json.dumps(event["hostname"])}}}').encode()
     assert json.loads(body) == event
     event, body = hook.stamp(b'{"event_id": null, "x": 1}')  # present (even null) is left alone
     assert "event_id" in event and event["event_id"] is None and json.loads(body) == event

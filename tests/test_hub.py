@@ -30,6 +30,7 @@ from agent_aggregator.errors import AggregatorError  # noqa: E402
 from agent_aggregator.sources import spool  # noqa: E402
 from agent_aggregator.timeutil import parse_timestamp  # noqa: E402
 from agent_aggregator.sources.hub import (  # noqa: E402
+    HISTORY_NAME_KEY,
     Hub,
     PortInUseError,
     _serve,
@@ -159,10 +160,12 @@ def test_posted_events_reach_socketio_clients_stamped(tmp_path: Path) -> None:
 
         (name1, got1), (name2, got2) = client.relayed()
         assert name1 == api_body["event"] == "claude_event"
-        assert got1 == {**api_body["data"], "event_id": answer["event_id"]}  # its own timestamp kept
+        hostname = hub.hostname  # the hub tags payloads without a machine with its own
+        assert got1 == {**api_body["data"], "event_id": answer["event_id"], "hostname": hostname}  # own time kept
         assert name2 == "claude_event"
         assert got2["event_id"] == answer2["event_id"]
-        assert {k: v for k, v in got2.items() if k not in ("event_id", "timestamp")} == raw_hook
+        assert {k: v for k, v in got2.items() if k not in ("event_id", "timestamp", "hostname")} == raw_hook
+        assert got2["hostname"] == hostname
         assert got2["timestamp"].endswith("+00:00")
 
     hub = run_hub(test, tmp_path)
@@ -239,7 +242,7 @@ def test_a_clients_emit_reaches_the_others_not_itself(tmp_path: Path) -> None:
             await other.sio.disconnect()
         (name, payload), _marker = other.relayed()
         assert name == "claude_event"
-        assert payload == {**envelope, "event_id": payload["event_id"]}
+        assert payload == {**envelope, "event_id": payload["event_id"], "hostname": hub.hostname}
         assert [p["hook_event_name"] for _, p in sender.relayed()] == ["Marker"]
         await eventually(lambda: hub.stats["clients"] == 0, "clients gone")
 
@@ -374,7 +377,7 @@ def test_spooled_events_are_relayed_in_order_at_start(tmp_path: Path) -> None:
             late = await Client().connect(hub)
             await late.sio.disconnect()
             (history,) = late.named("event_history")
-            assert history["events"] == [payload for _, payload in seen]
+            assert history["events"] == [{**payload, HISTORY_NAME_KEY: name} for name, payload in seen]
         finally:
             await hub.stop()
         return hub
@@ -558,7 +561,7 @@ def test_serve_refuses_a_taken_port_in_one_line(
 def test_serve_refuses_a_host_beyond_this_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--config-dir", str(tmp_path), "serve", "--host", "0.0.0.0", "--port", "0"])
     err = capsys.readouterr().err
-    assert code == 1
-    assert err == "aggregate: error: --host 0.0.0.0: listening beyond this machine needs a shared token;" \
-                  " not supported yet (use 127.0.0.1)\n"
+    assert code == 2  # issue 8: refused without a token (tests/test_security_token.py covers the token case)
+    assert err.startswith("aggregate: error: --host 0.0.0.0: listening beyond this machine needs a shared token")
+    assert err.count("\n") == 1
 

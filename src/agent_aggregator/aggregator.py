@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterable
 from .config import Config, load_config
 from .errors import ConnectionError, RejectedEvent, SessionNotFoundError, StoreError
 from .model import ACTIVE, COMPLETED, RECOVERED, TIMED_OUT, AgentSession, SessionEvent, SessionSummary
-from .normalize import normalize, wire_format
+from .normalize import normalize_all, wire_format
+from .redact import redactor_for
 from .store import SessionStore
 from .timeutil import now_utc, parse_timestamp
 from .tracker import SessionTracker, rebuild_session  # noqa: F401 - rebuild_session: public here too
@@ -51,8 +52,15 @@ class RecoveryReport:
 
     session_id: str
     events: int
-    bad_lines: int
+    bad_lines: int  # unreadable lines skipped (a torn last line included)
     file_path: Path
+    torn_tail: bool = False  # the last line was cut mid-write: the one event that can be lost
+
+    def describe(self) -> str:
+        """What came back and what could not, for the log line."""
+        lost = "no line lost" if not self.bad_lines else f"{self.bad_lines} unreadable line{'s' if self.bad_lines != 1 else ''} skipped"
+        torn = " (the last one was cut mid-write)" if self.torn_tail else ""
+        return f"{self.events} event{'s' if self.events != 1 else ''}, {lost}{torn}"
 
 
 class EventAggregator:
@@ -76,6 +84,9 @@ class EventAggregator:
         self.config = config
         self.store = store or SessionStore(config.activity_directory, rebuild=rebuild_session)
         self.tracker = SessionTracker()
+        # Secrets are redacted in ingest(), the one door every event passes before
+        # anything is written (journal, snapshot, final file, exports later).
+        self.redactor = redactor_for(getattr(config, "redaction", None))
         self.session_timeout = timedelta(minutes=config.session_timeout_minutes)
         self._clock = clock or now_utc
         self._lock = threading.RLock()
@@ -83,6 +94,10 @@ class EventAggregator:
         self._recent: OrderedDict[str, AgentSession] = OrderedDict()
         self._completed_ids: list[str] = []
         self._unsaved: set[str] = set()
+        # Session id -> index in session.events of the first event a failed journal
+        # append left out: the next append (new event or retry) writes from there, in order.
+        self._journal_backlog: dict[str, int] = {}
+        self.write_error: str | None = None  # the last write failure, until writing works again
         self._logged: set[str] = set()
         self.running = False
         self.connected = False
@@ -190,6 +205,31 @@ class EventAggregator:
             adopted.append(session.session_id)
         return adopted
 
+    def release_ended(self, summaries: Iterable[SessionSummary]) -> list[str]:
+        """A follower lets go of tracked sessions the store lists as ended; returns their ids.
+
+        Why: a follower adopts the open sessions at start and ends them only on a
+        SessionEnd it receives, but the writer also ends sessions without one (its
+        timeout, its ``stop()``, or an end sent while this follower was not connected).
+        A listing holding at least the events this follower has is not stale: the
+        session takes the listed status and leaves the tracker. A writer ignores this.
+        """
+        if self.store.is_writer:
+            return []
+        released: list[str] = []
+        with self._lock:
+            for summary in summaries:
+                session = self.tracker.sessions.get(summary.session_id)
+                if session is None or summary.status == ACTIVE or summary.event_count < len(session.events):
+                    continue
+                session.finish(summary.status, parse_timestamp(summary.end_time))
+                self.tracker.forget(session.session_id)
+                self._last_seen.pop(session.session_id, None)
+                self._remember_completed(session)
+                self._completed_ids.append(session.session_id)
+                released.append(session.session_id)
+        return released
+
     def _start_runtime(self, serve: bool | None, timeout: float) -> None:
         from .runtime import AggregatorRuntime  # deferred: sources sit on top of the aggregator
 
@@ -223,13 +263,9 @@ class EventAggregator:
             session.metrics.dropped_events += journal.bad_lines
             path = self.store.finalize(session)
             self._remember_completed(session)
-            reports.append(RecoveryReport(session.session_id, len(journal.events), journal.bad_lines, path))
-            log.warning(
-                "recovered session %s from its journal: %d events%s",
-                session.session_id,
-                len(journal.events),
-                f", {journal.bad_lines} unreadable lines skipped" if journal.bad_lines else "",
-            )
+            report = RecoveryReport(session.session_id, len(journal.events), journal.bad_lines, path, journal.truncated_tail)
+            reports.append(report)
+            log.warning("journal of session %s recovered: %s; saved as %s", session.session_id, report.describe(), path.name)
         self.recovered.extend(reports)
         return reports
 
@@ -279,7 +315,7 @@ class EventAggregator:
             self._count_rejection(RejectedEvent("capture_disabled", ignorable=True))
             return None
         try:
-            event = normalize(payload, event_name, received_at=self._clock())
+            events = normalize_all(payload, event_name, received_at=self._clock())
         except RejectedEvent as rejection:
             self._count_rejection(rejection)
             return None
@@ -287,10 +323,19 @@ class EventAggregator:
             self._count_rejection(RejectedEvent(f"normalize_error:{type(error).__name__}", str(error)))
             log.debug("normalize failed", exc_info=True)
             return None
-        return self.ingest(event, source=wire_format(payload))
+        source = wire_format(payload)
+        recorded: SessionEvent | None = None
+        for event in events:  # a stream-json line may stand for several events
+            recorded = self.ingest(event, source=source) or recorded
+        return recorded
 
     def ingest(self, event: SessionEvent, *, source: str | None = None) -> SessionEvent | None:
-        """Record an already-normalized event (replay and recovery come in here too)."""
+        """Record an already-normalized event (replay and recovery come in here too).
+
+        Secrets in the event's data are redacted first (``redact.py``): what is
+        returned, kept and written is the redacted event.
+        """
+        event = self.redactor.redact_event(event)
         with self._lock:
             resumed = event.session_id not in self.tracker.sessions
             session = self._session_for(event)
@@ -328,7 +373,7 @@ class EventAggregator:
         return self.tracker.adopt(earlier)
 
     def _load_saved(self, session_id: str) -> AgentSession | None:
-        if not self.store.is_writer:
+        if not self.store.is_writer or not self.store.may_hold(session_id):
             return None
         try:
             summary = self.store.find(session_id)
@@ -379,6 +424,26 @@ class EventAggregator:
             for session in self.active_sessions.values():
                 self._save(session, final=False)
 
+    def complete_session(
+        self, session_id: str, *, sort_events: bool = False, metadata: dict[str, Any] | None = None
+    ) -> AgentSession | None:
+        """Finish a tracked session now and save it as completed (transcript import: the
+        history ends where the file does). ``sort_events`` first puts its events in time
+        order and rebuilds what they imply (history merged into a live capture);
+        ``metadata`` is merged into the session's. None when the session is not tracked."""
+        with self._lock:
+            session = self.tracker.sessions.get(session_id)
+            if session is None:
+                return None
+            if sort_events:
+                session.events.sort(key=lambda event: event.moment)
+                session = self.tracker.adopt(session)
+            if metadata:
+                session.metadata.update(metadata)
+            session.finish(COMPLETED, session.last_event_time)
+            self._complete(session)
+            return session
+
     def _complete(self, session: AgentSession) -> None:
         self._save(session, final=True)
         self.tracker.forget(session.session_id)
@@ -393,12 +458,24 @@ class EventAggregator:
             self._recent.popitem(last=False)
 
     def _journal(self, session: AgentSession, events: list[SessionEvent]) -> None:
-        if not self.store.is_writer or not self.config.journal or not events:
+        """Append ``events`` (already in ``session.events``) to the journal, after any
+        backlog an earlier failed append left, so the journal never has a gap."""
+        if not self.store.is_writer or not self.config.journal:
+            return
+        backlog = self._journal_backlog.get(session.session_id)
+        if backlog is not None:
+            events = session.events[backlog:]
+        if not events:
             return
         try:
             self.store.append_events(session, events)
         except (OSError, StoreError) as error:
+            if backlog is None:
+                self._journal_backlog[session.session_id] = len(session.events) - len(events)
             self._write_failed(session, error)
+            return
+        if backlog is not None:
+            del self._journal_backlog[session.session_id]
 
     def _save(self, session: AgentSession, *, final: bool) -> None:
         if not self.store.is_writer:
@@ -411,20 +488,41 @@ class EventAggregator:
         except (OSError, StoreError) as error:
             self._write_failed(session, error)
             return
+        if final:
+            self._journal_backlog.pop(session.session_id, None)  # the final file holds every event
+        elif session.session_id in self._journal_backlog:
+            return  # the snapshot landed but the journal still misses events: not safe yet
         self._unsaved.discard(session.session_id)
+        if self.write_error is not None and not self._unsaved:
+            log.warning("writing to %s works again: every session is saved", self.save_dir)
+            self.write_error = None
+            self._logged = {key for key in self._logged if not key.startswith("write:")}
 
     def _write_failed(self, session: AgentSession, error: Exception) -> None:
         """Keep the session in memory and retry later; say so once per cause."""
         self.save_errors += 1
         self._unsaved.add(session.session_id)
+        self.write_error = str(error)
         self._log_once(f"write:{type(error).__name__}", "cannot write to %s: %s (kept in memory, will retry)", self.save_dir, error)
+
+    def retry_unsaved(self) -> int:
+        """Try again to write what a failed write kept in memory (the runtime calls this
+        every few seconds while anything is unsaved); returns how many sessions still are."""
+        with self._lock:
+            self._retry_unsaved()
+            return len(self._unsaved)
 
     def _retry_unsaved(self) -> None:
         for session_id in list(self._unsaved):
             session = self.tracker.sessions.get(session_id) or self._recent.get(session_id)
             if session is None:
                 self._unsaved.discard(session_id)
+                self._journal_backlog.pop(session_id, None)
                 continue
+            if session.status == ACTIVE and session_id in self._journal_backlog:
+                self._journal(session, [])
+                if session_id in self._journal_backlog:
+                    continue  # still failing: the snapshot would fail the same way
             self._save(session, final=session.status != ACTIVE)
 
     # -- queries (the seeds' API) -----------------------------------------------------
@@ -446,7 +544,14 @@ class EventAggregator:
                 "ignored_messages": sum(self.ignored.values()),
                 "duplicate_events": self.tracker.duplicates,
                 "save_errors": self.save_errors,
+                "write_error": self.write_error,
+                "unsaved_sessions": len(self._unsaved),
+                "unjournaled_events": sum(
+                    len(s.events) - i for sid, i in self._journal_backlog.items() if (s := self.tracker.sessions.get(sid))
+                ),
                 "recovered_sessions": len(self.recovered),
+                "recovered_events": sum(r.events for r in self.recovered),
+                "recovery_unreadable_lines": sum(r.bad_lines for r in self.recovered),
             }
 
     def list_sessions(self) -> list[dict[str, Any]]:
@@ -500,7 +605,8 @@ class EventAggregator:
                 self.ignored[rejection.kind] += 1
                 return
             self.rejected[rejection.kind] += 1
-        self._log_once(f"rejected:{rejection.kind}", "rejected event (%s); further ones of this kind are only counted", rejection)
+        self._log_once(f"rejected:{rejection.kind}", "rejected event (%s); further ones of this kind are only counted",
+                       self.redactor.redact_text(str(rejection)))  # a debug log file is disk too
 
     def _log_once(self, key: str, message: str, *args: Any) -> None:
         if key in self._logged:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from .store import SessionStore
 
 PROG = "aggregate"
-EXPORT_FORMATS_HELP = "full, summary, events, csv, markdown"
+EXPORT_FORMATS_HELP = "full, summary, events, csv, markdown, html"
 SORT_KEYS = ("time", "events", "duration")
 CAPTURE_HINT = (
     "Load recorded hook payloads with `aggregate ingest FILE.jsonl` "
@@ -98,6 +98,22 @@ def _export_format(text: str) -> str:
     return text
 
 
+# The hub's shared token (issue 8): a file is better than the flag, which `ps` shows.
+_TOKEN_ARGS = (
+    arg("--token", metavar="TOKEN",
+        help="shared token the hub requires (default: $CLAUDE_MPM_AGGREGATOR_TOKEN, event_aggregator.token;"
+             " prefer --token-file: a command line is visible to other users)"),
+    arg("--token-file", metavar="PATH", help="file whose first line is the shared token"),
+)
+
+# Across machines (issue 10): the Redis every hub of a team shares.
+_QUEUE_ARGS = (
+    arg("--message-queue", metavar="URL",
+        help="relay events with every other hub on this Redis, e.g. redis://HOST:6379/0"
+             " (default: event_aggregator.message_queue)"),
+)
+
+
 def _global_options(*, in_subcommand: bool) -> argparse.ArgumentParser:
     """Options accepted before or after the subcommand.
 
@@ -157,6 +173,14 @@ class Context:
         if save_dir:
             # Command-line paths are relative to where the user typed them.
             overrides["activity_directory"] = Path(save_dir).expanduser().absolute()
+        message_queue = getattr(self.args, "message_queue", None)
+        if message_queue is not None:
+            overrides["message_queue"] = message_queue
+        token, token_file = getattr(self.args, "token", None), getattr(self.args, "token_file", None)
+        if token is not None:
+            overrides["token"] = token
+        elif token_file:
+            overrides["token_file"] = Path(token_file).expanduser().absolute()
         config_dir = getattr(self.args, "config_dir", None)
         project = Path(config_dir).expanduser() if config_dir else None
         if project is not None and not project.is_dir():
@@ -201,6 +225,24 @@ class Context:
         text = value if isinstance(value, str) else str(value)
         self.line(" " * indent, (f"{label}: ", "bold"), one_line(text))
 
+    def lines(self, lines: list[tuple[str | tuple[str, str], ...]]) -> None:
+        """Many ``line()``s at once, with the same output: 10,000 sessions are 80,000 lines, and
+        one rich print per line took 20-30 s. Without colour (a pipe, a file, NO_COLOR) the text is
+        written as is (what rich writes then, control codes stripped as rich strips them); on a
+        colour terminal rich renders them in one call."""
+        out = self.out
+        if out.color_system is None and not out.is_terminal:
+            from rich.control import strip_control_codes
+
+            text = "\n".join("".join(p if isinstance(p, str) else p[0] for p in parts) for parts in lines)
+            out.file.write(strip_control_codes(text.expandtabs(8)) + ("\n" if lines else ""))
+            out.file.flush()
+            return
+        from rich.text import Text
+
+        if lines:
+            out.print(Text("\n").join(Text.assemble(*parts) for parts in lines))
+
 
 def print_json(value: Any) -> None:
     """JSON for scripts: written directly, never through rich (no wrapping, no colour)."""
@@ -217,9 +259,20 @@ def _no_sessions(ctx: Context) -> int:
 
 
 def _local_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    from .timeutil import parse_timestamp
+    from datetime import datetime
 
-    moment = parse_timestamp(value)
+    moment = None
+    if isinstance(value, str):  # what we store: the strict parser is 10x faster than the tolerant one
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is None:
+            moment = None
+    if moment is None:
+        from .timeutil import parse_timestamp
+
+        moment = parse_timestamp(value)
     return moment.astimezone().strftime(fmt) if moment is not None else "-"
 
 
@@ -286,17 +339,25 @@ def list_sessions(ctx: Context) -> int:
     from .timeutil import format_duration
 
     assert ctx.config is not None
-    ctx.line(("Captured Sessions:", "bold"))
+    timeout = ctx.config.session_timeout_minutes
+
+    def field(label: str, value: Any) -> tuple[str | tuple[str, str], ...]:
+        return ("    ", (f"{label}: ", "bold"), one_line(value if isinstance(value, str) else str(value)))
+
+    lines: list[tuple[str | tuple[str, str], ...]] = [(("Captured Sessions:", "bold"),)]
     for summary in shown:
-        ctx.line("")
-        ctx.line("  ", ("Session: ", "bold"), (one_line(summary.session_id), "cyan"))
-        ctx.field("Start", _local_time(summary.start_time), indent=4)
-        ctx.field("Duration", format_duration(summary.duration_ms), indent=4)
-        ctx.field("Events", summary.event_count, indent=4)
-        ctx.field("Status", display_status(summary, ctx.config.session_timeout_minutes), indent=4)
-        ctx.field("Project", project_name(summary.working_directory), indent=4)
-        ctx.field("File", Path(summary.file_path).name, indent=4)
-    ctx.line("")
+        lines += [
+            ("",),
+            ("  ", ("Session: ", "bold"), (one_line(summary.session_id), "cyan")),
+            field("Start", _local_time(summary.start_time)),
+            field("Duration", format_duration(summary.duration_ms)),
+            field("Events", summary.event_count),
+            field("Status", display_status(summary, timeout)),
+            field("Project", project_name(summary.working_directory)),
+            field("File", os.path.basename(summary.file_path)),
+        ]
+    lines.append(("",))
+    ctx.lines(lines)
     if len(shown) < total:
         ctx.line(f"Showing {len(shown)} of {total} sessions in {ctx.activity_directory}")
     else:
@@ -313,10 +374,18 @@ def list_sessions(ctx: Context) -> int:
     arg("session_id", metavar="ID", help="session id, unique prefix, or a session file's path"),
     arg("--verbose", "-v", action="store_true", help="add the full prompt and the event timeline"),
     arg("--json", action="store_true", help="print the whole session as JSON"),
+    arg("--min-importance", type=_int_at_least(0), metavar="N",
+        help="keep only events rated at least N (SSE sources such as mnemosyne rate events 2..9)"),
 )
 def view_session(ctx: Context) -> int:
     store = ctx.store()
     session, path = _resolve(ctx, store, ctx.args.session_id)
+    if ctx.args.min_importance is not None:
+        floor = ctx.args.min_importance
+        session.events = [
+            event for event in session.events
+            if isinstance(event.data.get("importance"), (int, float)) and event.data["importance"] >= floor
+        ]
     if ctx.args.json:
         print_json(session.to_dict())
         return 0
@@ -353,6 +422,22 @@ def _print_session(ctx: Context, session: "AgentSession", path: Path | None, *, 
     ctx.field("Working Directory", root or "-")
     if path is not None:
         ctx.field("File", path.name)
+    metrics = session.metrics
+    if metrics.total_cost_usd is not None or metrics.num_turns is not None:  # a headless run's result
+        from .describe import format_cost
+        from .model import total_tokens
+
+        if metrics.total_cost_usd is not None:
+            ctx.field("Cost", f"{format_cost(metrics.total_cost_usd)} (Claude Code's estimate)")
+        if metrics.num_turns is not None:
+            ctx.field("Turns", metrics.num_turns)
+        tokens = total_tokens(session.usage)
+        if tokens is not None:
+            ctx.field("Tokens", f"{tokens:,} (input, output and cache)")
+        if metrics.duration_api_ms is not None:
+            ctx.field("API Time", format_duration(metrics.duration_api_ms))
+        if metrics.is_error is not None:
+            ctx.field("Result", "error (is_error)" if metrics.is_error else "success")
     if session.initial_prompt:
         if verbose:
             ctx.line("  ", ("Initial Prompt:", "bold"))
@@ -435,12 +520,9 @@ def _print_timeline(ctx: Context, session: "AgentSession", width: int | None) ->
 
 
 def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # unreachable; keeps type checkers content
+    from .export import human_size  # shared with the TUI's export dialog
+
+    return human_size(size)
 
 
 @command(
@@ -690,6 +772,118 @@ def _print_ingest(
                  f" an earlier run left behind, saved as {report.file_path.name}")
 
 
+# --- import (Claude Code transcripts) ---------------------------------------------------------
+
+
+@command(
+    "import",
+    "import Claude Code's session transcripts (~/.claude/projects) as sessions",
+    arg("paths", nargs="*", metavar="PATH",
+        help="transcript files or directories (default: $CLAUDE_CONFIG_DIR/projects, else ~/.claude/projects)"),
+    arg("--since", metavar="DATE", help="only transcripts modified since DATE (2026-03-14, 2026-03-14T09:00, or 7d, 12h)"),
+    arg("--project", metavar="NAME", help="only this project (its directory name or path)"),
+    arg("--dry-run", action="store_true", help="list what would be imported; write nothing"),
+    arg("--json", action="store_true", help="print the result as JSON"),
+)
+def import_command(ctx: Context) -> int:
+    from dataclasses import replace
+
+    from .importer import discover, import_transcripts, parse_since
+
+    args = ctx.args
+    since = parse_since(args.since) if args.since else None
+    sets = discover([Path(p) for p in args.paths] or None, since=since, project=args.project)
+    if not sets:
+        where = ", ".join(args.paths) if args.paths else str(_projects_dir())
+        return _fail(f"no Claude Code transcripts found in {where}"
+                     + (" matching the filters" if since or args.project else ""))
+    with _import_progress(enabled=not args.json) as progress:
+        if args.dry_run:
+            report = import_transcripts(sets, store=ctx.store(), dry_run=True, progress=progress)
+        else:
+            from .aggregator import EventAggregator
+
+            # The final file carries durability: no journal for history being written in one go.
+            aggregator = EventAggregator(config=replace(ctx.config, journal=False))
+            try:
+                aggregator.start(connect=False)  # StoreLockedError while a live aggregator holds the directory
+                report = import_transcripts(sets, aggregator=aggregator, progress=progress)
+            finally:
+                aggregator.stop()
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        _print_import(ctx, report)
+    if report.stats.lines == report.stats.bad_lines and not report.skipped_unchanged:
+        return _fail("no transcript line could be read" + (f" ({report.errors[0]})" if report.errors else ""))
+    return 0
+
+
+def _projects_dir() -> Path:
+    from .importer import claude_projects_dir
+
+    return claude_projects_dir()
+
+
+class _import_progress:
+    """A rich progress bar over bytes read, on stderr when it is a terminal (else nothing)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> "Callable[[int, int, str], None] | None":
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("Importing {task.description}", markup=False), BarColumn(), DownloadColumn(),
+            TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("transcripts", total=None)
+
+        def update(done: int, total: int, label: str) -> None:
+            self._progress.update(self._task, completed=done, total=total or None, description=label[:60])
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _print_import(ctx: Context, report: Any) -> None:
+    from .describe import one_line
+
+    verb = "Would import" if report.dry_run else "Imported"
+    if report.dry_run:
+        for planned in report.sessions:
+            ctx.line(f"  {planned.state:9} ", (one_line(planned.session_id), "bold"),
+                     f"  {one_line(planned.project or '-')}  {_count(planned.events, 'event')}"
+                     f" ({planned.new_events} new)  {_human_size(planned.size)}")
+    merged = f", merged {report.count('merge')} into sessions already saved" if report.count("merge") else ""
+    ctx.line(f"{verb} {_count(report.count('new'), 'new session')}{merged}: {_count(report.events_added, 'event')}"
+             f" from {_human_size(report.bytes_total)} of transcripts, into {ctx.activity_directory}")
+    unchanged = report.count("unchanged") + report.skipped_unchanged
+    if unchanged:
+        ctx.line(f"Already imported: {_count(unchanged, 'session')}, unchanged")
+    if report.count("live"):
+        ctx.line(f"Skipped {_count(report.count('live'), 'session')} being captured live right now; import again later")
+    if report.stats.bad_lines:
+        ctx.line(f"Skipped {_count(report.stats.bad_lines, 'corrupt line')}:")
+        for bad in report.stats.bad:
+            ctx.line("  ", one_line(str(bad)))
+        more = report.stats.bad_lines - len(report.stats.bad)
+        if more:
+            ctx.line(f"  and {more} more")
+    for error in report.errors:
+        ctx.line("Unreadable: ", one_line(error))
+
+
 # --- start / status / stop ------------------------------------------------------------------
 
 STATUS_LINE_INTERVAL = 30.0  # seconds between the foreground status lines (the usage guide's)
@@ -720,10 +914,14 @@ def _yes_no(flag: Any) -> str:
     "capture live events into the activity directory (foreground; --daemon to detach)",
     arg("--host", metavar="HOST", help="Socket.IO server to listen to, or where to serve (default: dashboard_host)"),
     arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
+    *_TOKEN_ARGS,
+    *_QUEUE_ARGS,
     arg("--serve", action="store_true", help="run the built-in hub in this process (no other server needed)"),
     arg("--no-serve", action="store_true",
         help="only connect as a client, waiting for the server if it is down (never serve)"),
     arg("--daemon", action="store_true", help="run detached in the background; `aggregate stop` ends it"),
+    arg("--sse", action="append", default=[], metavar="URL",
+        help="also read this Server-Sent Events stream, e.g. mnemosyne's http://127.0.0.1:3000/events (repeatable)"),
     arg("--status-interval", type=float, default=STATUS_LINE_INTERVAL, metavar="SECONDS",
         help="seconds between status lines in the foreground (default: 30)"),
 )
@@ -738,11 +936,31 @@ def start_command(ctx: Context) -> int:
         ctx.config,
         dashboard_host=args.host or ctx.config.dashboard_host,
         dashboard_port=args.port or ctx.config.dashboard_port,
+        sources=_with_sse(ctx.config, args.sse),
     )
     serve = True if args.serve else (False if args.no_serve else None)
+    if serve:
+        from .sources.hub import bind_address
+
+        bind_address(config.dashboard_host, config.token, "--host" if args.host else "dashboard_host")
     if args.daemon:
         return _start_daemon(config, serve)
     return _run_foreground(config, serve, max(0.5, args.status_interval))
+
+
+def _with_sse(config: "Config", urls: list[str]) -> tuple[Any, ...]:
+    """The configured sources plus one SSE stream per ``--sse URL``."""
+    from .config import SSE, SourceSpec, _source_url
+
+    sources = list(config.sources)
+    for url in urls:
+        try:
+            spec = SourceSpec(SSE, _source_url(url))
+        except ValueError as error:
+            raise AggregatorError(f"--sse: {error}") from None
+        if spec not in sources:
+            sources.append(spec)
+    return tuple(sources)
 
 
 def _run_foreground(config: "Config", serve: bool | None, interval: float) -> int:
@@ -765,8 +983,10 @@ def _run_foreground(config: "Config", serve: bool | None, interval: float) -> in
         _say(f"  Source: {status['source']}")
         _say(f"  Connection: {status['connection_state']}")
         for report in aggregator.recovered:
+            lost = (f"{_count(report.bad_lines, 'unreadable line')} skipped" if report.bad_lines
+                    else "no line lost")
             _say(f"  Recovered session {report.session_id} ({_count(report.events, 'event')}) from the journal"
-                 f" an earlier run left behind: {report.file_path.name}")
+                 f" an earlier run left behind: {report.file_path.name} ({lost})")
         _say(f"Status every {interval:g} s; Ctrl+C or `aggregate stop` saves every active session and stops.")
         next_line = time.monotonic() + interval
         while not received and aggregator.running:
@@ -796,9 +1016,11 @@ def _run_foreground(config: "Config", serve: bool | None, interval: float) -> in
 
 def _daemon_output(config: "Config") -> Path:
     """Where a detached aggregator's stderr goes: next to the debug log, else the activity directory."""
+    from .jsonio import make_dirs
+
     for folder in (Path(config.log_file).parent, Path(config.activity_directory)):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_dirs(folder)  # never world-writable, whatever the umask
         except OSError:
             continue
         if os.access(folder, os.W_OK):
@@ -819,13 +1041,24 @@ def _start_daemon(config: "Config", serve: bool | None) -> int:
     if config.debug:
         argv.append("--debug")
     argv += ["start", "--host", config.dashboard_host, "--port", str(config.dashboard_port)]
+    for spec in config.sources:
+        if spec.type == "sse" and spec.url:
+            argv += ["--sse", spec.url]  # the configured ones too: the same set, whatever the child reads
     if serve is not None:
         argv.append("--serve" if serve else "--no-serve")
     output = _daemon_output(config)
-    with open(output, "ab") as err:
-        offset = err.tell()
+    from .jsonio import FILE_MODE
+
+    environment = dict(os.environ)
+    if config.message_queue:  # a Redis URL may hold a password: the environment, like the token
+        environment["CLAUDE_MPM_AGGREGATOR_MESSAGE_QUEUE"] = config.message_queue
+    if config.token:  # through the environment, never argv (anyone can read a command line in ps)
+        environment["CLAUDE_MPM_AGGREGATOR_TOKEN"] = config.token
+        environment.pop("CLAUDE_MPM_AGGREGATOR_TOKEN_FILE", None)
+    with os.fdopen(os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE), "ab") as err:
+        offset = err.seek(0, os.SEEK_END)
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                 start_new_session=True, close_fds=True)
+                                 start_new_session=True, close_fds=True, env=environment)
     deadline = time.monotonic() + DAEMON_READY_TIMEOUT
     while time.monotonic() < deadline:
         code = child.poll()
@@ -912,6 +1145,14 @@ def status_command(ctx: Context) -> int:
         ctx.field("Started", _local_time(report.get("started_at")))
         age = report.get("last_update_age_s")
         ctx.field("Last Update", f"{age:.0f} s ago" if age is not None else "-")
+        if report.get("recovered_sessions"):
+            unreadable = report.get("recovery_unreadable_lines") or 0
+            ctx.field("Recovered", f"{_count(report['recovered_sessions'], 'session')},"
+                                   f" {_count(report.get('recovered_events') or 0, 'event')} from journals"
+                                   f" ({_count(unreadable, 'unreadable line')} skipped)")
+        if report.get("write_error"):
+            ctx.line("  ", (f"Cannot write: {report['write_error']}. {_count(report.get('unsaved_sessions') or 0, 'session')}"
+                            " kept in memory, retried every 2 s.", "red"))
         if age is not None and age > STALE_STATUS_SECONDS:
             ctx.line("  ", (f"No status update for {age:.0f} s: the aggregator may be stuck.", "yellow"))
         return 0
@@ -989,15 +1230,19 @@ def stop_command(ctx: Context) -> int:
 @command(
     "serve",
     "run the built-in hub: Socket.IO plus HTTP POST /api/events and /events for hooks",
-    arg("--host", metavar="HOST", help="loopback address to listen on (default: dashboard_host, i.e. 127.0.0.1)"),
+    arg("--host", metavar="HOST", help="address to listen on (default: dashboard_host, i.e. 127.0.0.1;"
+        " any non-loopback address needs --token-file)"),
     arg("--port", type=_int_at_least(0), metavar="PORT", help="port to listen on (default: dashboard_port, 8765)"),
+    *_TOKEN_ARGS,
+    *_QUEUE_ARGS,
 )
 def serve_command(ctx: Context) -> int:
     from .sources.hub import serve
 
     assert ctx.config is not None
     return serve(ctx.args.host, ctx.args.port,
-                 config_host=ctx.config.dashboard_host, config_port=ctx.config.dashboard_port)
+                 config_host=ctx.config.dashboard_host, config_port=ctx.config.dashboard_port,
+                 token=ctx.config.token, message_queue=ctx.config.message_queue)
 
 
 # --- tui ----------------------------------------------------------------------------------
@@ -1008,7 +1253,11 @@ def serve_command(ctx: Context) -> int:
     "full-screen live monitor and session browser (captures like `start`, or follows a running one)",
     arg("--host", metavar="HOST", help="Socket.IO server to listen to, or where to serve (default: dashboard_host)"),
     arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
+    *_TOKEN_ARGS,
+    *_QUEUE_ARGS,
     arg("--no-connect", action="store_true", help="only browse the saved sessions: no live capture"),
+    arg("--sse", action="append", default=[], metavar="URL",
+        help="also read this Server-Sent Events stream, as `start --sse` does (repeatable)"),
 )
 def tui_command(ctx: Context) -> int:
     from dataclasses import replace
@@ -1023,6 +1272,7 @@ def tui_command(ctx: Context) -> int:
         ctx.config,
         dashboard_host=args.host or ctx.config.dashboard_host,
         dashboard_port=args.port or ctx.config.dashboard_port,
+        sources=_with_sse(ctx.config, args.sse),
     )
     setup_logging(config, stderr=False)  # the screen owns the terminal; --debug still logs to the file
     from .tui.app import AggregateApp
@@ -1033,6 +1283,87 @@ def tui_command(ctx: Context) -> int:
     finally:
         app.stop_ingest()  # saves every active session, also when the app ended another way
     return app.return_code or 0
+
+
+# --- replay -------------------------------------------------------------------------------
+
+
+def _replay_speed(text: str) -> float:
+    from .replay import parse_speed
+
+    try:
+        return parse_speed(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text!r}")
+    return value
+
+
+@command(
+    "replay",
+    "play a saved session back: print its timeline as it plays, re-send it to a hub, or watch it in the TUI",
+    arg("session_id", metavar="ID|PATH", help="session id, unique prefix, or a session file's path"),
+    arg("--speed", type=_replay_speed, default=1.0, metavar="X",
+        help="0.5, 1, 2, 5, 10 ... or max (default: 1)"),
+    arg("--gap-cap", type=_seconds, default=1.0, metavar="SECONDS",
+        help="replay idle gaps at most this long (default: 1, as the usage guide's replay script)"),
+    arg("--real-time", action="store_true", help="keep the real gaps between events (no compression)"),
+    arg("--emit", metavar="URL", help="also POST each event to a hub's /api/events, e.g. http://127.0.0.1:8765"),
+    arg("--fresh-ids", action="store_true",
+        help="with --emit: new session and event ids, so every emit makes a new session (default: the saved ids,"
+             " so emitting twice changes nothing)"),
+    arg("--json", action="store_true", help="JSON Lines: one object per event as it plays, then a summary"),
+    arg("--tui", action="store_true", help="watch the replay in the TUI's replay screen instead"),
+)
+def replay_command(ctx: Context) -> int:
+    from . import replay_cli
+
+    args = ctx.args
+    ident = args.session_id
+    if ident.endswith((".json", ".jsonl")) and os.sep in ident and not Path(ident).expanduser().is_file():
+        raise AggregatorError(f"{ident}: no such file")
+    if args.tui and (args.emit or args.json):
+        raise AggregatorError("--tui shows the replay on screen; it does not combine with --emit or --json")
+    if args.fresh_ids and not args.emit:
+        raise AggregatorError("--fresh-ids only applies with --emit")
+    session, path = _resolve(ctx, ctx.store(), ident)
+    source = path if path is not None and ident.endswith((".json", ".jsonl")) else None
+    gap_cap = None if args.real_time else args.gap_cap
+    if args.tui:
+        return replay_cli.run_tui(ctx, session, source, speed=args.speed, gap_cap=gap_cap)
+    return replay_cli.run(ctx, session, source, speed=args.speed, gap_cap=gap_cap, emit=args.emit,
+                          fresh_ids=args.fresh_ids, as_json=args.json)
+
+
+# --- run: a headless Claude Code run --------------------------------------------------------
+
+
+@command(
+    "run",
+    "run a headless Claude Code command (claude -p ... --output-format stream-json --verbose) and record it",
+    arg("--quiet", "-q", action="store_true",
+        help="show a compact live summary on stderr (and the final answer) instead of the raw stream"),
+    arg("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command to run, after --"),
+)
+def run_headless_command(ctx: Context) -> int:
+    from .run import run_command
+
+    assert ctx.config is not None
+    argv = list(ctx.args.cmd)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise AggregatorError("run: give the command after --, e.g. "
+                              "aggregate run -- claude -p 'fix the tests' --output-format stream-json --verbose")
+    return run_command(argv, ctx.config, quiet=ctx.args.quiet)
 
 
 # --- hook / install-hooks -----------------------------------------------------------------
@@ -1046,6 +1377,7 @@ def tui_command(ctx: Context) -> int:
     arg("--port", metavar="PORT", help="hub port (default: $CLAUDE_MPM_AGGREGATOR_DASHBOARD_PORT, "
         "$CLAUDE_MPM_SERVER_PORT, 8765)"),
     arg("--timeout", metavar="SECONDS", help="give up on the hub after this long and spool (default: 0.5)"),
+    *_TOKEN_ARGS,
     needs_config=False,
 )
 def hook_command(ctx: Context) -> int:
@@ -1055,10 +1387,10 @@ def hook_command(ctx: Context) -> int:
     from .hook import main as hook_main
 
     argv: list[str] = []
-    for name in ("host", "port", "timeout"):
+    for name in ("host", "port", "timeout", "token", "token_file"):
         value = getattr(ctx.args, name, None)
         if value is not None:
-            argv += [f"--{name}", value]
+            argv += [f"--{name.replace('_', '-')}", value]
     return hook_main(argv)
 
 
@@ -1074,6 +1406,7 @@ def hook_command(ctx: Context) -> int:
              " aggregate script; e.g. --command 'aggregate hook' for the plain form)"),
     arg("--host", metavar="HOST", help="the hub the hooks post to (default: dashboard_host)"),
     arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
+    *_TOKEN_ARGS,
 )
 def install_hooks_command(ctx: Context) -> int:
     from .install_hooks import hub_arguments, run
@@ -1083,6 +1416,10 @@ def install_hooks_command(ctx: Context) -> int:
         raise AggregatorError("--project and --user exclude each other")
     config = ctx.load_config()
     hub = hub_arguments(args.host or config.dashboard_host, args.port or config.dashboard_port)
+    if config.token:  # the hooks read the token from a file: settings.json never holds it
+        from .install_hooks import token_file_for
+
+        hub += ["--token-file", str(token_file_for(config, dry_run=args.dry_run))]
     return run("user" if args.user else "project", dry_run=args.dry_run, command=args.hook_command, hub=hub)
 
 
@@ -1166,7 +1503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (AggregatorError, OSError, ValueError) as error:
         _log().debug("command failed", exc_info=True)
-        return _fail(_message(error))
+        code = _fail(_message(error))
+        return getattr(error, "exit_code", code)  # e.g. 2: a hub asked to listen beyond loopback without a token
     except Exception as error:  # noqa: BLE001 - the promise is: never a traceback
         return _unexpected(error, ctx)
 

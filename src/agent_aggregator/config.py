@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
+from .redact import RedactionConfig, validate_patterns
 
 SECTION = "event_aggregator"
 CONFIG_DIR_NAME = ".claude-mpm"
 CONFIG_FILE_NAME = "configuration.yaml"
 ENV_PREFIX = "CLAUDE_MPM_AGGREGATOR_"
+# Our variables that are not settings: read where they are needed (machine.py), never warned about.
+ENV_ONLY_VARIABLES = frozenset({"CLAUDE_MPM_AGGREGATOR_HOSTNAME"})
 LOGGER_NAME = "agent_aggregator"
 
 LOG_MAX_BYTES = 5 * 1024 * 1024
@@ -42,6 +45,64 @@ CAPTURE_KEYS: tuple[str, ...] = (
 )
 
 log = logging.getLogger(f"{LOGGER_NAME}.config")
+
+
+SOCKETIO = "socketio"
+SSE = "sse"
+SOURCE_TYPES = (SOCKETIO, SSE)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One configured source: ``socketio`` (the dashboard host/port, hub or client) or ``sse`` (a URL)."""
+
+    type: str
+    url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type} if self.url is None else {"type": self.type, "url": self.url}
+
+
+def _source_url(value: Any) -> str:
+    from urllib.parse import urlsplit
+
+    text = value.strip() if isinstance(value, str) else ""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - ValueError when not a number in range
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {_describe(value)}")
+    return text
+
+
+def _as_sources(value: Any, from_text: bool) -> tuple[SourceSpec, ...]:
+    """``[{type: socketio}, {type: sse, url: http://127.0.0.1:3000/events}]``; from the environment
+    (or a flag) a comma-separated list where a URL means an SSE stream: ``socketio,http://...``."""
+    if from_text and isinstance(value, str):
+        value = [item.strip() for item in value.split(",") if item.strip()]
+        value = [item if item in SOURCE_TYPES else {"type": SSE, "url": item} for item in value]
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of sources ({type: socketio} or {type: sse, url: URL})")
+    specs: list[SourceSpec] = []
+    for item in value:
+        if item == SOCKETIO:
+            item = {"type": SOCKETIO}
+        if not isinstance(item, Mapping) or item.get("type") not in SOURCE_TYPES:
+            raise ValueError(f"each source needs type socketio or sse, got {_describe(item)}")
+        unknown = sorted(set(item) - {"type", "url"})
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r} in a source (expected type, url)")
+        if item["type"] == SSE:
+            spec = SourceSpec(SSE, _source_url(item.get("url")))
+        elif item.get("url") is not None:
+            raise ValueError("a socketio source takes no url: it uses dashboard_host and dashboard_port")
+        else:
+            spec = SourceSpec(SOCKETIO)
+        if spec not in specs:
+            specs.append(spec)
+    return tuple(specs)
 
 
 def _default_capture() -> dict[str, bool]:
@@ -62,10 +123,20 @@ class Config:
     debug: bool = False
     log_file: Path = Path(".claude-mpm/logs/aggregator.log")
     journal: bool = True
+    # Where events come from, all at once: the Socket.IO side (claude-mpm's monitor or the
+    # built-in hub, as `aggregate start` picks) and any number of SSE streams (issue 6).
+    sources: tuple["SourceSpec", ...] = field(default_factory=lambda: (SourceSpec(SOCKETIO),))
+    # Shared secret the hub requires from every client (None: no token; loopback only).
+    # Never printed: repr=False, and to_dict() masks it.
+    token: str | None = field(default=None, repr=False)
+    token_file: Path | None = None
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
+    # Redis URL every hub of a team shares (issue 10); None: this hub relays to its own clients only.
+    message_queue: str | None = None
     # Where relative paths were resolved from, and which files were read:
     # useful in ``status`` and error messages, not part of equality.
     project_dir: Path = field(default_factory=Path.cwd, compare=False)
-    sources: tuple[str, ...] = field(default=(), compare=False)
+    config_files: tuple[str, ...] = field(default=(), compare=False)
 
     def get(self, key: str, default: Any = None) -> Any:
         """Dotted access as in the seeds: ``config.get("event_aggregator.activity_directory")``.
@@ -94,6 +165,13 @@ class Config:
                 value = str(value)
             elif isinstance(value, dict):
                 value = dict(value)
+            elif isinstance(value, RedactionConfig):
+                value = {"enabled": value.enabled, "patterns": list(value.patterns),
+                         "keys": list(value.keys), "allow": list(value.allow)}
+            elif name == "sources":
+                value = [spec.to_dict() for spec in value]
+            elif name == "token" and value is not None:
+                value = "********"  # shown as set, never revealed
             section[name] = value
         return {SECTION: section}
 
@@ -155,6 +233,95 @@ def _as_path(value: Any, from_text: bool) -> Path:
     return Path(_as_text(value, from_text)).expanduser()
 
 
+TOKEN_MIN_LENGTH = 16
+
+
+def _as_token(value: Any, from_text: bool) -> str | None:
+    """A shared token: printable ASCII without spaces (it travels in an HTTP header), long enough.
+    None (YAML ``null``) or, from the environment or a flag, "" means no token."""
+    if value is None or (from_text and value == ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    token = value.strip()
+    if len(token) < TOKEN_MIN_LENGTH or not all("!" <= char <= "~" for char in token):
+        raise ValueError(f"expected at least {TOKEN_MIN_LENGTH} printable ASCII characters without spaces"
+                         " (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return token
+
+
+def read_token_file(path: Path) -> str:
+    """The token a token file holds (its first line); ValueError saying what is wrong."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline(4096)
+    except FileNotFoundError:
+        raise ValueError(f"token file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot read token file {path}: {reason}") from None
+    if not first.strip():
+        raise ValueError(f"token file {path} is empty")
+    token = _as_token(first, True)
+    assert token is not None
+    return token
+
+
+def _as_redaction(value: Any, from_text: bool, current: RedactionConfig) -> RedactionConfig:
+    if value is None:
+        return current
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a mapping with enabled, patterns, keys, allow")
+    unknown = sorted(set(value) - {"enabled", "patterns", "keys", "allow"})
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} (expected enabled, patterns, keys, allow)")
+
+    def strings(name: str) -> tuple[str, ...]:
+        raw = value.get(name)
+        if raw is None:
+            return getattr(current, name)
+        if not isinstance(raw, list):
+            raise ValueError(f"{name}: expected a list, got {_describe(raw)}")
+        if name == "keys":
+            if not all(isinstance(item, str) and item.strip() for item in raw):
+                raise ValueError("keys: expected a list of non-empty names")
+            return tuple(item.strip() for item in raw)
+        return validate_patterns(raw, name)
+
+    enabled = _as_bool(value["enabled"], from_text) if "enabled" in value else current.enabled
+    return RedactionConfig(enabled=enabled, patterns=strings("patterns"), keys=strings("keys"), allow=strings("allow"))
+
+
+QUEUE_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _as_queue_url(value: Any, from_text: bool) -> str | None:
+    """``redis://HOST[:PORT][/DB]`` (``rediss://`` for TLS, ``unix:///path.sock``); None or "" is none."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    expected = "expected redis://HOST:PORT/N (or rediss://..., unix:///path/to/redis.sock)"
+    if not isinstance(value, str):
+        raise ValueError(expected)
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # ValueError when not a number in range
+    except ValueError:
+        raise ValueError(expected) from None
+    if parts.scheme not in QUEUE_SCHEMES:
+        raise ValueError(expected)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(expected)
+        return text
+    database = parts.path.strip("/")
+    if not parts.hostname or port == 0 or (database and not database.isdigit()):
+        raise ValueError(expected)
+    return text
+
+
 _CHECKERS: dict[str, Callable[[Any, bool], Any]] = {
     "enabled": _as_bool,
     "activity_directory": _as_path,
@@ -165,8 +332,12 @@ _CHECKERS: dict[str, Callable[[Any, bool], Any]] = {
     "debug": _as_bool,
     "log_file": _as_path,
     "journal": _as_bool,
+    "sources": _as_sources,
+    "message_queue": _as_queue_url,
+    "token": _as_token,
+    "token_file": lambda value, from_text: None if value is None or (from_text and value == "") else _as_path(value, from_text),
 }
-_KEYS: tuple[str, ...] = (*_CHECKERS, "capture")
+_KEYS: tuple[str, ...] = (*_CHECKERS, "capture", "redaction")
 _PATH_KEYS = ("activity_directory", "log_file")
 
 
@@ -180,10 +351,19 @@ def _apply(values: dict[str, Any], key: str, raw: Any, where: str, *, from_text:
     if key == "capture":
         _apply_capture(values, raw, where, from_text=from_text)
         return
+    if key == "redaction":
+        try:
+            values[key] = _as_redaction(raw, from_text, values[key])
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {SECTION}.redaction: {exc}") from None
+        return
     try:
         values[key] = _CHECKERS[key](raw, from_text)
     except ValueError as exc:
-        raise ConfigError(f"{where}: {SECTION}.{key}: {exc}, got {_describe(raw)}") from None
+        shown = "a value that is not shown" if key == "token" else _describe(raw)  # never echo a secret
+        raise ConfigError(f"{where}: {SECTION}.{key}: {exc}, got {shown}") from None
+    if key in ("token", "token_file"):  # the later layer decides, whichever of the two it gives
+        values["token_file" if key == "token" else "token"] = None
 
 
 def _apply_capture(values: dict[str, Any], raw: Any, where: str, *, from_text: bool) -> None:
@@ -268,6 +448,8 @@ def _apply_environment(values: dict[str, Any], environ: Mapping[str, str], sourc
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX):
             continue
+        if name in ENV_ONLY_VARIABLES:
+            continue
         key = name[len(ENV_PREFIX):].lower()
         raw = environ[name]
         if key.startswith("capture_") and key[len("capture_"):] in CAPTURE_KEYS:
@@ -325,7 +507,14 @@ def load_config(
     for key in _PATH_KEYS:
         path = values[key]
         values[key] = path if path.is_absolute() else project / path
-    return Config(**values, project_dir=project, sources=tuple(sources))
+    if values["token_file"] is not None:
+        token_file = values["token_file"]
+        values["token_file"] = token_file if token_file.is_absolute() else project / token_file
+        try:
+            values["token"] = read_token_file(values["token_file"])
+        except ValueError as exc:
+            raise ConfigError(f"{SECTION}.token_file: {exc}") from None
+    return Config(**values, project_dir=project, config_files=tuple(sources))
 
 
 # --- logging -----------------------------------------------------------------------
@@ -358,6 +547,33 @@ class _StderrHandler(logging.Handler):
 _HANDLER_MARK = "_agent_aggregator_handler"
 
 
+class _RedactingFilter(logging.Filter):
+    """The debug log is disk: secrets in a message (a rejected payload quoted, an error
+    echoing a command) are redacted with the built-in rules before the record is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .redact import default_redactor
+
+        message = record.getMessage()
+        redacted = default_redactor().redact_text(message)
+        if redacted is not message and redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+class _SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Opens (and reopens on rotation) the log with the user's umask, never world-writable."""
+
+    def _open(self):  # type: ignore[override]
+        from .jsonio import FILE_MODE
+
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        mode = os.fstat(fd).st_mode
+        if mode & 0o002:  # an old file someone made world-writable
+            os.fchmod(fd, mode & 0o7775)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def setup_logging(config: Config, *, stderr: bool = True) -> Path | None:
     """Configure the ``agent_aggregator`` logger; returns the debug log path when one is open.
 
@@ -382,8 +598,10 @@ def setup_logging(config: Config, *, stderr: bool = True) -> Path | None:
     log_path: Path | None = None
     if config.debug:
         try:
-            config.log_file.parent.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.handlers.RotatingFileHandler(
+            from .jsonio import make_dirs
+
+            make_dirs(config.log_file.parent)
+            file_handler = _SafeRotatingFileHandler(
                 config.log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
             )
         except OSError as exc:
@@ -391,6 +609,7 @@ def setup_logging(config: Config, *, stderr: bool = True) -> Path | None:
             logger.warning("cannot open debug log %s: %s", config.log_file, exc.strerror or exc)
         else:
             file_handler.setLevel(logging.DEBUG)
+            file_handler.addFilter(_RedactingFilter())
             file_handler.setFormatter(
                 logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
             )

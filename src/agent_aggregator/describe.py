@@ -82,6 +82,11 @@ _META_FIELDS: tuple[tuple[str, str], ...] = (
 # --- text primitives --------------------------------------------------------------------
 
 
+def format_cost(value: float) -> str:
+    """A run's cost estimate: "$0.1351" below a dollar (runs often cost cents), "$2.46" above."""
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
 def one_line(value: Any) -> str:
     """Any value as a single safe line: runs of whitespace/control characters become one space."""
     if value is None:
@@ -93,6 +98,8 @@ def one_line(value: Any) -> str:
             value = json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
         else:
             value = str(value)
+    if value.isascii() and value.isprintable():  # the common case, exactly: no control or bidi characters
+        return value.strip() if "  " not in value else _COLLAPSE.sub(" ", value).strip()
     return _COLLAPSE.sub(" ", _INVISIBLE.sub("", value)).strip()
 
 

@@ -1,21 +1,24 @@
-"""Session exports: full | summary | events | csv | markdown.
+"""Session exports: full | summary | events | csv | markdown | html.
 
-Each format is one renderer registered in ``_REGISTRY``; adding ``html``
-later is one more function and one more entry, and the CLI, the TUI's export
-screen and ``EventAggregator.export_session`` pick it up from ``FORMATS``.
-Renderers return bytes so writing is one atomic call and tests can parse the
-result back without touching disk.
+Each format is one renderer registered in ``_REGISTRY`` (html lives in
+``export_html``); the CLI, the TUI's export screen and
+``EventAggregator.export_session`` pick them up from ``FORMATS``. Renderers
+return bytes so writing is one atomic call and tests can parse the result back
+without touching disk. Renderers walk the events through ``tracked()``, which
+reports progress to an optional callback: the TUI shows a progress bar and
+cancels a long export by raising from that callback.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from . import jsonio
 from .describe import (
@@ -33,7 +36,11 @@ from .model import AgentSession, SessionEvent
 from .store import safe_id_fragment
 from .timeutil import format_duration, parse_timestamp
 
-Renderer = Callable[[AgentSession, Sequence[SessionEvent]], bytes]
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: events rendered so far; may raise to abort the export."""
+Renderer = Callable[[AgentSession, Sequence[SessionEvent], Progress | None], bytes]
+
+PROGRESS_STEP = 1000  # events between two progress calls
 
 CSV_COLUMNS: tuple[str, ...] = (
     "timestamp",
@@ -59,6 +66,20 @@ class ExportFormat:
     render: Renderer
 
 
+def tracked(events: Sequence[SessionEvent], progress: Progress | None) -> Iterator[SessionEvent]:
+    """The events, calling ``progress(done, total)`` every ``PROGRESS_STEP`` and at the end."""
+    if progress is None:
+        yield from events
+        return
+    total = len(events)
+    progress(0, total)
+    for done, event in enumerate(events, 1):
+        yield event
+        if done % PROGRESS_STEP == 0:
+            progress(done, total)
+    progress(total, total)
+
+
 # --- JSON formats ---------------------------------------------------------------------
 
 
@@ -66,36 +87,42 @@ def _json(value: Any) -> bytes:
     return jsonio.dumps(value, indent=True) + b"\n"
 
 
-def _render_full(session: AgentSession, events: Sequence[SessionEvent]) -> bytes:
+def _session_document(session: AgentSession) -> dict[str, Any]:
+    """``session.to_dict()`` with ``events`` still empty (the key keeps its place)."""
+    shell = copy.copy(session)
+    shell.events = []
+    return shell.to_dict()
+
+
+def _render_full(session: AgentSession, events: Sequence[SessionEvent], progress: Progress | None = None) -> bytes:
     """The session file's own shape, so the seeds' jq recipes work on it."""
-    document = session.to_dict()
-    if events is not session.events:
-        document["events"] = [event.to_dict() for event in events]
+    document = _session_document(session)
+    document["events"] = [event.to_dict() for event in tracked(events, progress)]
     return _json(document)
 
 
-def _render_summary(session: AgentSession, events: Sequence[SessionEvent]) -> bytes:
+def _render_summary(session: AgentSession, events: Sequence[SessionEvent], progress: Progress | None = None) -> bytes:
     """Everything but the events, plus the counts people ask for first."""
-    document = session.to_dict()
+    document = _session_document(session)
     del document["events"]
-    document["summary"] = summarize_session(session, events)
+    document["summary"] = summarize_session(session, list(tracked(events, progress)))
     return _json(document)
 
 
-def _render_events(session: AgentSession, events: Sequence[SessionEvent]) -> bytes:
-    return _json([event.to_dict() for event in events])
+def _render_events(session: AgentSession, events: Sequence[SessionEvent], progress: Progress | None = None) -> bytes:
+    return _json([event.to_dict() for event in tracked(events, progress)])
 
 
 # --- CSV ----------------------------------------------------------------------------------
 
 
-def _render_csv(session: AgentSession, events: Sequence[SessionEvent]) -> bytes:
+def _render_csv(session: AgentSession, events: Sequence[SessionEvent], progress: Progress | None = None) -> bytes:
     """RFC 4180: CRLF rows, quoted when needed; ``data`` is the event's payload as compact JSON."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     root = session.working_directory
-    for event in events:
+    for event in tracked(events, progress):
         data = event.data if isinstance(event.data, dict) else {}
         writer.writerow(
             (
@@ -180,7 +207,7 @@ def _utc(moment: datetime | str | None) -> str:
     return parsed.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _render_markdown(session: AgentSession, events: Sequence[SessionEvent]) -> bytes:
+def _render_markdown(session: AgentSession, events: Sequence[SessionEvent], progress: Progress | None = None) -> bytes:
     summary = summarize_session(session, events)
     root = session.working_directory
     project = project_name(session.working_directory)
@@ -250,11 +277,20 @@ def _render_markdown(session: AgentSession, events: Sequence[SessionEvent]) -> b
             md_inline(event.event_type),
             md_inline(event_summary(event, root=root)),
         )
-        for event in events
+        for event in tracked(events, progress)
     ]
     lines += _md_table(("Time", "Category", "Event", "Summary"), rows) if rows else ["No events."]
     lines.append("")
     return "\n".join(lines).encode("utf-8")
+
+
+# --- HTML ---------------------------------------------------------------------------------
+
+
+def _render_html(session: AgentSession, events: Sequence[SessionEvent], progress: Progress | None = None) -> bytes:
+    from .export_html import render_html  # its own module; imported when asked for
+
+    return render_html(session, events, progress)
 
 
 # --- registry and entry points -----------------------------------------------------------
@@ -267,6 +303,7 @@ _REGISTRY: dict[str, ExportFormat] = {
         ExportFormat("events", "json", "application/json", _render_events),
         ExportFormat("csv", "csv", "text/csv", _render_csv),
         ExportFormat("markdown", "md", "text/markdown", _render_markdown),
+        ExportFormat("html", "html", "text/html", _render_html),
     )
 }
 FORMATS: tuple[str, ...] = tuple(_REGISTRY)
@@ -284,18 +321,72 @@ def get_format(fmt: str) -> ExportFormat:
 
 
 def render_export(
-    session: AgentSession, fmt: str, events: Sequence[SessionEvent] | None = None
+    session: AgentSession,
+    fmt: str,
+    events: Sequence[SessionEvent] | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> bytes:
-    """The export as bytes; ``events`` is a filtered subset (default: all of them)."""
-    return get_format(fmt).render(session, session.events if events is None else events)
+    """The export as bytes; ``events`` is a filtered subset (default: all of them).
+
+    ``progress(done, total)`` is called as events are rendered (every
+    ``PROGRESS_STEP`` and once at the end); an exception it raises aborts the export.
+    """
+    return get_format(fmt).render(session, session.events if events is None else events, progress)
+
+
+def export_file_name(session_id: str, start_time: datetime | None, fmt: str) -> str:
+    """``session_<id8>_<start, UTC>_<fmt>.<ext>`` (without the time when it is unknown)."""
+    extension = get_format(fmt).extension
+    stamp = f"_{start_time.astimezone(timezone.utc):%Y%m%d_%H%M%S}" if start_time is not None else ""
+    return f"session_{safe_id_fragment(session_id)}{stamp}_{fmt}.{extension}"
 
 
 def default_export_path(session: AgentSession, fmt: str, directory: Path | None = None) -> Path:
-    """``session_<id8>_<start, UTC>_<fmt>.<ext>`` in ``directory`` (default: the current one)."""
-    extension = get_format(fmt).extension
-    stamp = session.start_time.astimezone(timezone.utc).strftime("%Y%m%d_%H%M%S")
-    name = f"session_{safe_id_fragment(session.session_id)}_{stamp}_{fmt}.{extension}"
+    """``export_file_name`` in ``directory`` (default: the current one)."""
+    name = export_file_name(session.session_id, session.start_time, fmt)
     return (Path.cwd() if directory is None else Path(directory)) / name
+
+
+def resolve_output(session: AgentSession, fmt: str, output: Path | None) -> Path:
+    """Where ``export_session`` writes: ``output``, the default name inside it when it is
+    a directory, or the default name in the current directory when it is None."""
+    if output is None:
+        return default_export_path(session, fmt)
+    target = Path(output).expanduser()
+    if target.is_dir():
+        return default_export_path(session, fmt, target)
+    return target
+
+
+def human_size(size: int) -> str:
+    """Bytes as people read them: "812 B", "4.2 KB", "39.8 MB"."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # unreachable; keeps type checkers content
+
+
+def snapshot(session: AgentSession) -> AgentSession:
+    """A copy of a live session that another thread can render while the original grows.
+
+    Take it under the aggregator's lock. The event list, delegations, metrics and
+    the small dicts are copied; events themselves are shared (the tracker finishes
+    an event before it is appended and never changes it afterwards).
+    """
+    copied = copy.copy(session)
+    copied.events = list(session.events)
+    copied.delegations = [
+        replace(d, tool_operations=list(d.tool_operations), files_modified=list(d.files_modified))
+        for d in session.delegations
+    ]
+    copied.metrics = copy.deepcopy(session.metrics)
+    copied.todos = list(session.todos) if isinstance(session.todos, list) else session.todos
+    copied.usage = dict(session.usage)
+    copied.metadata = dict(session.metadata)
+    return copied
 
 
 def export_session(
@@ -305,20 +396,20 @@ def export_session(
     events: Sequence[SessionEvent] | None = None,
     *,
     overwrite: bool = True,
+    progress: Progress | None = None,
 ) -> Path:
     """Render and write atomically; returns the path written.
 
     ``output`` may be a file path, an existing directory (the default name is
     used inside it) or None (the default name in the current directory).
-    With ``overwrite=False`` an existing file raises FileExistsError.
+    With ``overwrite=False`` an existing file raises FileExistsError (checked
+    before rendering, and again just before the write). ``progress`` as in
+    ``render_export``.
     """
-    payload = render_export(session, fmt, events)
-    if output is None:
-        target = default_export_path(session, fmt)
-    else:
-        target = Path(output).expanduser()
-        if target.is_dir():
-            target = default_export_path(session, fmt, target)
+    target = resolve_output(session, fmt, output)
+    if not overwrite and target.exists():
+        raise FileExistsError(17, "File exists", str(target))
+    payload = render_export(session, fmt, events, progress=progress)
     if not overwrite and target.exists():
         raise FileExistsError(17, "File exists", str(target))
     jsonio.write_bytes_atomic(target, payload)

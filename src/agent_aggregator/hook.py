@@ -1,8 +1,9 @@
 """``aggregate hook``: the command a Claude Code hook runs, once per hook event.
 
 Reads one hook payload (a JSON object) on stdin, stamps it with a top-level
-``event_id`` (uuid4 hex) and receipt ``timestamp`` (ISO 8601 UTC) unless it has
-them, and POSTs it to the hub's ``/events``. When that fails (nothing listening,
+``event_id`` (uuid4 hex), receipt ``timestamp`` (ISO 8601 UTC) and the
+``hostname`` of this machine (``$CLAUDE_MPM_AGGREGATOR_HOSTNAME`` overrides it)
+unless it has them, and POSTs it to the hub's ``/events``. When that fails (nothing listening,
 no answer within ``--timeout``, a non-2xx answer) the stamped event is appended
 to the spool (``sources.spool``), which the hub drains, in order, when it runs.
 
@@ -32,12 +33,15 @@ ERROR_LOG = "hook-errors.log"
 ERROR_LOG_LIMIT = 1024 * 1024  # rotated to hook-errors.log.1 past this size
 HOST_VARIABLES = ("CLAUDE_MPM_AGGREGATOR_DASHBOARD_HOST", "CLAUDE_MPM_SERVER_HOST")
 PORT_VARIABLES = ("CLAUDE_MPM_AGGREGATOR_DASHBOARD_PORT", "CLAUDE_MPM_SERVER_PORT")
+TOKEN_VARIABLE = "CLAUDE_MPM_AGGREGATOR_TOKEN"
+TOKEN_FILE_VARIABLE = "CLAUDE_MPM_AGGREGATOR_TOKEN_FILE"
+HOSTNAME_VARIABLE = "CLAUDE_MPM_AGGREGATOR_HOSTNAME"  # as machine.HOSTNAME_VARIABLE (not imported: start-up time)
 _LOOPBACK_ALIASES = ("localhost", "0.0.0.0", "")  # connect to these as 127.0.0.1 (no resolver)
 _JSON_SPACE = " \t\n\r"
 _EXCERPT = 120  # characters of a rejected payload quoted in the error log
 
 USAGE = """\
-usage: aggregate hook [--host HOST] [--port PORT] [--timeout SECONDS]
+usage: aggregate hook [--host HOST] [--port PORT] [--timeout SECONDS] [--token-file PATH | --token TOKEN]
 
 Forward one Claude Code hook payload (JSON on stdin) to the agent-aggregator hub
 (POST /events); spool it when the hub does not take it. Always exits 0 and
@@ -45,6 +49,8 @@ prints nothing, as Claude Code hooks expect.
 
 Address: --host/--port, else $CLAUDE_MPM_AGGREGATOR_DASHBOARD_HOST/PORT, else
 $CLAUDE_MPM_SERVER_HOST/PORT, else 127.0.0.1:8765. Timeout default: 0.5 s.
+Token (a hub that requires one): --token/--token-file, else $CLAUDE_MPM_AGGREGATOR_TOKEN,
+else the file named by $CLAUDE_MPM_AGGREGATOR_TOKEN_FILE; sent as Authorization: Bearer.
 Spool and error log: $AGGREGATE_SPOOL_DIR, else ~/.claude-mpm/spool/.
 """
 
@@ -101,7 +107,8 @@ def _run(argv: list) -> None:
         sys.stderr.write("aggregate hook reads a Claude Code hook payload on stdin; see aggregate hook --help\n")
         return
     host, port, env_problems = resolve_address(options.get("host"), options.get("port"), os.environ)
-    for problem in problems + env_problems:
+    token, token_problems = resolve_token(options.get("token"), options.get("token-file"), os.environ)
+    for problem in problems + env_problems + token_problems:
         _log_quietly(problem)
     raw = stdin.buffer.read(MAX_PAYLOAD + 1)
     try:
@@ -109,16 +116,19 @@ def _run(argv: list) -> None:
     except Invalid as error:
         _log_quietly(f"ignored input: {error}")
         return
-    if post(host, port, EVENTS_PATH, body, options.get("timeout", DEFAULT_TIMEOUT)):
+    if post(host, port, EVENTS_PATH, body, options.get("timeout", DEFAULT_TIMEOUT), token=token):
         return
     _spool(event)
 
 
 def _spool(event: dict) -> None:
+    """The spool is a file on disk: secrets are redacted before the event is written
+    (built-in rules; imported only here, so the delivered path stays fast)."""
+    from .redact import default_redactor
     from .sources import spool
 
     try:
-        spool.append(EVENTS_PATH, event)
+        spool.append(EVENTS_PATH, default_redactor().redact_payload(event))
     except (OSError, ValueError, TypeError) as error:
         _log_quietly(f"could not spool event {event.get('event_id')!r}, it is lost: {error}")
 
@@ -141,7 +151,7 @@ def parse_args(argv: list) -> tuple:
         if item in ("-h", "--help"):
             return None, []
         name, equals, value = item.partition("=")
-        if name not in ("--host", "--port", "--timeout"):
+        if name not in ("--host", "--port", "--timeout", "--token", "--token-file"):
             problems.append(f"ignored unknown argument {item!r}")
             continue
         if not equals:
@@ -151,8 +161,8 @@ def parse_args(argv: list) -> tuple:
             value = argv[index]
             index += 1
         key = name[2:]
-        if key == "host":
-            options["host"] = value
+        if key in ("host", "token", "token-file"):
+            options[key] = value
         elif key == "port":
             port = _port(value)
             if port is None:
@@ -206,6 +216,32 @@ def resolve_address(host, port, environ) -> tuple:
     return host, port, problems
 
 
+def resolve_token(token, token_file, environ) -> tuple:
+    """``(token or None, problems)``: --token, else --token-file, else $CLAUDE_MPM_AGGREGATOR_TOKEN,
+    else the file $CLAUDE_MPM_AGGREGATOR_TOKEN_FILE names. A token that could not travel in
+    an HTTP header (spaces, control characters) is reported and not sent: the hub then
+    refuses the event and it is spooled, never lost."""
+    problems: list = []
+    if not token and not token_file:
+        token = environ.get(TOKEN_VARIABLE) or None
+        if not token:
+            token_file = environ.get(TOKEN_FILE_VARIABLE) or None
+    if not token and token_file:
+        try:
+            with open(os.path.expanduser(token_file), "rb") as handle:
+                token = handle.readline(4096).decode("utf-8", "replace")
+        except OSError as error:
+            problems.append(f"cannot read token file {token_file!r}: {error.strerror or error}")
+            return None, problems
+    if not token:
+        return None, problems
+    token = token.strip()
+    if not token or not all("!" <= char <= "~" for char in token):
+        problems.append("ignored the token: it must be printable ASCII without spaces")
+        return None, problems
+    return token, problems
+
+
 # --- stamping -----------------------------------------------------------------------------
 
 
@@ -223,8 +259,25 @@ def utc_timestamp(ns: "int | None" = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}+00:00"
 
 
+def machine_name() -> str:
+    """The machine events are tagged with: ``$CLAUDE_MPM_AGGREGATOR_HOSTNAME``, else the system
+    hostname (``machine.hostname()`` without importing socket.py)."""
+    override = os.environ.get(HOSTNAME_VARIABLE, "").strip()
+    if override:
+        return override
+    import _socket
+
+    return _socket.gethostname() or "localhost"
+
+
+def _json_string(text: str) -> str:
+    """``text`` as a JSON string literal (ids, times and host names need little escaping)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(ch if ch >= " " else f"\\u{ord(ch):04x}" for ch in escaped) + '"'
+
+
 def stamp(raw: bytes) -> tuple:
-    """``(event, body)``: the payload as a dict with ``event_id``/``timestamp`` added when
+    """``(event, body)``: the payload as a dict with ``event_id``/``timestamp``/``hostname`` added when
     missing, and the same as the bytes to POST. Raises Invalid for anything but one JSON object.
 
     ``body`` is ``raw`` itself with the missing stamp keys spliced in after the opening
@@ -244,11 +297,13 @@ def stamp(raw: bytes) -> tuple:
         added["event_id"] = new_event_id()
     if "timestamp" not in payload:
         added["timestamp"] = utc_timestamp()
+    if "hostname" not in payload:
+        added["hostname"] = machine_name()
     if not added:
         return payload, raw
     event = {**added, **payload}
     start = len(raw) - len(raw.lstrip(_JSON_SPACE.encode())) + 1  # just after "{"
-    keys = ",".join(f'"{key}":"{value}"' for key, value in added.items())  # hex and ISO: no escaping
+    keys = ",".join(f'"{key}":{_json_string(value)}' for key, value in added.items())
     separator = "," if payload else ""
     return event, b"".join((raw[:start], keys.encode(), separator.encode(), raw[start:]))
 
@@ -312,6 +367,9 @@ def _excerpt(value) -> str:
     text = value if isinstance(value, str) else value.decode("utf-8", "replace")
     if not text.strip():
         return "(empty input)"
+    from .redact import default_redactor  # the error log is on disk too (only rejected input pays)
+
+    text = default_redactor().redact_text(text[:4096])
     short = repr(text[:_EXCERPT])
     return short + (f"... ({len(value)} {'chars' if isinstance(value, str) else 'bytes'})"
                     if len(text) > _EXCERPT else "")
@@ -320,7 +378,7 @@ def _excerpt(value) -> str:
 # --- delivery -----------------------------------------------------------------------------
 
 
-def post(host: str, port: int, path: str, body: bytes, timeout: float = DEFAULT_TIMEOUT) -> bool:
+def post(host: str, port: int, path: str, body: bytes, timeout: float = DEFAULT_TIMEOUT, *, token=None) -> bool:
     """POST ``body`` (JSON) to http://host:port/path; True when the answer's status is 2xx.
 
     One raw HTTP/1.1 request with ``Connection: close``; connect, send and the
@@ -339,7 +397,9 @@ def post(host: str, port: int, path: str, body: bytes, timeout: float = DEFAULT_
         authority = f"[{host}]:{port}" if family == _socket.AF_INET6 else f"{host}:{port}"
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: agent-aggregator-hook\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+            + (f"Authorization: Bearer {token}\r\n" if token else "")
+            + "\r\n"
         ).encode("latin-1")
         sock.settimeout(_remaining(deadline))
         sock.connect(address)

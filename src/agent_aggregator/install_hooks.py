@@ -83,6 +83,39 @@ def hub_arguments(host: str | None, port: int | None) -> list[str]:
     return arguments
 
 
+TOKEN_FILE_NAME = "aggregator.token"
+
+
+def default_token_file() -> Path:
+    """Where ``install-hooks --token`` keeps the token for the hooks: ``~/.claude-mpm/aggregator.token``."""
+    return Path.home() / ".claude-mpm" / TOKEN_FILE_NAME
+
+
+def token_file_for(config: Any, *, dry_run: bool = False) -> Path:
+    """The token file the installed hooks read (``--token-file``): settings.json is often
+    committed or shared, so it never holds the token itself. The configured token_file
+    when there is one; else the token is written (mode 0600) to ``default_token_file()``."""
+    if config.token_file is not None:
+        return Path(config.token_file)
+    path = default_token_file()
+    try:
+        existing = path.read_text(encoding="utf-8").splitlines()[:1]
+    except FileNotFoundError:
+        existing = None
+    except (OSError, UnicodeDecodeError) as error:
+        raise AggregatorError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+    if existing is not None:
+        if existing and existing[0].strip() == config.token:
+            return path
+        raise AggregatorError(f"{path} already holds another token; pass --token-file PATH to use a file of yours")
+    if not dry_run:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(config.token + "\n")
+    return path
+
+
 def default_command(arguments: Sequence[str] = ()) -> str:
     """The hook command to install: this interpreter running ``hook.run`` directly, by
     absolute path, when that works in isolated mode; else this installation's

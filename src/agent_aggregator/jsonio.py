@@ -9,13 +9,19 @@ types) is the same everywhere.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 _DUMP_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+# Modes for everything we create (issue 8): the user's umask applies, and on top of it
+# others never get write access, even with umask 000. Passed to os.open/mkdir, which
+# apply the umask themselves, so nobody has to read (or briefly change) the umask.
+FILE_MODE = 0o664
+DIR_MODE = 0o775
 
 
 def _fallback(value: Any) -> Any:
@@ -52,15 +58,14 @@ def write_bytes_atomic(path: Path, payload: bytes, *, durable: bool = True) -> N
     caches that are cheap to rebuild.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_dirs(path.parent)
+    fd, temp_name = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o666 & ~_current_umask())
         os.replace(temp_name, path)
     except BaseException:
         try:
@@ -77,10 +82,37 @@ def write_json_atomic(path: Path, value: Any, *, indent: bool = True) -> None:
     write_bytes_atomic(path, dumps(value, indent=indent))
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def make_dirs(directory: Path) -> None:
+    """``mkdir -p`` with DIR_MODE for every directory it creates (``Path.mkdir(parents=True)``
+    gives the parents 0o777 & ~umask: world-writable under umask 000)."""
+    directory = Path(directory)
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+    if not directory.is_dir():
+        raise FileExistsError(f"{directory} exists and is not a directory")
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new temp file next to ``path`` (``.<name>.<random>.tmp``), created with FILE_MODE:
+    the final file gets the user's umask without the umask being read or changed."""
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {path}")
 
 
 def _fsync_directory(directory: Path) -> None:

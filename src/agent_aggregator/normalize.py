@@ -5,7 +5,11 @@ Accepted (DESIGN section 2):
 * raw Claude Code hook payloads (``hook_event_name``; camelCase look-alikes too);
 * claude-mpm's Socket.IO envelopes ``{type: <category>, subtype, data, timestamp, ...}``
   and the seed envelope ``{type: "hook", subtype, timestamp, data}``;
-* claude-mpm's HTTP body ``{namespace, event, data}`` (unwrapped, then as above).
+* claude-mpm's HTTP body ``{namespace, event, data}`` (unwrapped, then as above);
+* mnemosyne-style SSE events ``{id, type: <snake_case>, ...}`` (``normalize_sse``);
+* headless Claude Code output lines, ``claude -p --output-format stream-json``
+  (``normalize_streamjson``); one line may stand for several events, so use
+  ``normalize_all`` for those (``normalize`` returns the first).
 
 The output's ``data`` keeps the payload's own fields and lifts the canonical
 ones to its top: ``prompt``, ``tool_name``, ``tool_input``, ``file_path``,
@@ -101,14 +105,37 @@ def normalize(
         payload = _decode_json_bytes(payload.encode("utf-8", "surrogatepass"))
     if not isinstance(payload, dict):
         raise RejectedEvent("not_an_object", type(payload).__name__)
-    parser = _pick_parser(payload)
+    payload = _storable(payload)
+    parser = _pick_parser(payload, event_name)
     return parser(payload, event_name, received_at or now_utc())
+
+
+def normalize_all(
+    payload: Any,
+    event_name: str | None = None,
+    *,
+    received_at: datetime | None = None,
+) -> list[SessionEvent]:
+    """Every event a payload stands for: one for most formats, none or several for a
+    stream-json line (an assistant message with text and tool calls). Same errors as
+    ``normalize``."""
+    if isinstance(payload, dict) and normalize_streamjson.is_stream_json(payload) and (
+        event_name is None or event_name not in CONTROL_EVENTS
+    ):
+        return normalize_streamjson.events_from_line(_storable(payload), received_at or now_utc())
+    return [normalize(payload, event_name, received_at=received_at)]
 
 
 def wire_format(payload: Any) -> str:
     """Which wire format a payload is in, for a session's ``metadata.source``."""
     if not isinstance(payload, dict):
         return "unknown"
+    if payload.get(SAVED_EVENT_KEY) == SAVED_EVENT_FORMAT:
+        return "agent-aggregator-replay"
+    if normalize_streamjson.is_stream_json(payload):
+        return normalize_streamjson.SOURCE_NAME
+    if "subtype" not in payload and "hook_event_name" not in payload and normalize_sse.event_type_of(payload):
+        return "sse"
     if _is_api_body(payload):
         return "claude-mpm-http"
     if "hook_event_name" in payload or "hookEventName" in payload:
@@ -145,18 +172,57 @@ def stable_event_id(payload: dict[str, Any]) -> str | None:
 
 Parser = Callable[[dict[str, Any], "str | None", datetime], SessionEvent]
 
+# ``aggregate replay --emit`` marks the events it re-sends (a seed envelope plus the
+# saved ``event_type``): they were normalized once, and lifting fields again would
+# add keys the saved event does not have (``replay_emit.wire_payload``).
+SAVED_EVENT_KEY = "aggregate_format"
+SAVED_EVENT_FORMAT = "saved-event/1"
 
-def _pick_parser(payload: dict[str, Any]) -> Parser:
+
+def _from_saved_event(payload: dict[str, Any], event_name: str | None, received_at: datetime) -> SessionEvent:
+    """An event as agent-aggregator saved it: type, time, ids and data taken as they are."""
+    event_type = _text(payload.get("event_type")) or "unknown"
+    if event_type in CONTROL_EVENTS:
+        raise RejectedEvent(f"control:{event_type}", ignorable=True)
+    inner = payload.get("data")
+    data = _capped_copy(inner) if isinstance(inner, dict) else {}
+    return SessionEvent(
+        timestamp=normalize_timestamp(payload.get("timestamp"), received_at),
+        event_type=event_type,
+        category=categorize(event_type, _text(data.get("tool_name"))),
+        data=data,
+        session_id=_session_id(payload),
+        correlation_id=_text(payload.get("correlation_id")),
+        agent_id=_text(payload.get("agent_id")),
+        event_id=stable_event_id(payload),
+    )
+
+
+def _pick_parser(payload: dict[str, Any], event_name: str | None = None) -> Parser:
+    if payload.get(SAVED_EVENT_KEY) == SAVED_EVENT_FORMAT:
+        return _from_saved_event
     if _is_api_body(payload):
         return _from_api_body
     if "hook_event_name" in payload or "hookEventName" in payload:
         return _from_raw_hook
+    if normalize_streamjson.is_stream_json(payload):
+        return _from_stream_json
     if "subtype" in payload:
         return _from_envelope
+    if normalize_sse.event_type_of(payload, event_name) is not None:
+        return normalize_sse.event_from_payload
     data = payload.get("data")
     if isinstance(data, dict) and ("hook_event_name" in data or "subtype" in data):
         return _from_wrapper
     return _from_unknown
+
+
+def _from_stream_json(payload: dict[str, Any], event_name: str | None, received_at: datetime) -> SessionEvent:
+    """``normalize`` of a stream-json line: its first event (``normalize_all`` gives them all)."""
+    events = normalize_streamjson.events_from_line(payload, received_at)
+    if not events:
+        raise RejectedEvent("stream_json:empty", ignorable=True)
+    return events[0]
 
 
 def _is_api_body(payload: dict[str, Any]) -> bool:
@@ -173,7 +239,7 @@ def _from_api_body(payload: dict[str, Any], event_name: str | None, received_at:
 def _from_wrapper(payload: dict[str, Any], event_name: str | None, received_at: datetime) -> SessionEvent:
     """``{type: <category>, data: <hook payload or envelope>}`` with nothing else to key on."""
     inner = dict(payload["data"])
-    for key in ("timestamp", "session_id", "correlation_id", "event_id"):
+    for key in ("timestamp", "session_id", "correlation_id", "event_id", "hostname"):
         if key in payload and key not in inner:
             inner[key] = payload[key]
     return normalize(inner, event_name, received_at=received_at)
@@ -223,6 +289,8 @@ def _from_envelope(payload: dict[str, Any], event_name: str | None, received_at:
             data["cwd"] = cwd
     if "tool_parameters" in data and "tool_input" not in data:
         data["tool_input"] = data.pop("tool_parameters")
+    if "hostname" not in data and isinstance(payload.get("hostname"), str):
+        data["hostname"] = payload["hostname"]  # stamped on the envelope by the hub that took it
     agent_id = _text(data.get("agent_id")) or _text(payload.get("agent_id"))
     if agent_id and _is_synthetic_agent_id(agent_id, data, session_id):
         agent_id = None
@@ -480,17 +548,70 @@ def _shallow_if_safe(mapping: dict[str, Any]) -> dict[str, Any] | None:
     return dict(mapping) if len(encoded) <= MAX_STRING_CHARS else None
 
 
+def _storable(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` itself when the store can write it back exactly, else a cleaned copy.
+
+    Payloads decoded by the standard ``json`` module (python-socketio) or handed
+    in from Python can hold what JSON files cannot: integers beyond 64 bits,
+    lone UTF-16 surrogates, NaN and infinities, non-string keys, sets, nesting
+    deeper than orjson writes. One such value used to make every later save of
+    its session fail; ``_cap`` turns each into visible text instead. One orjson
+    encode per payload decides (a few microseconds); ``b"null"`` is where NaN
+    and infinities hide, and only then is the payload decoded again to compare.
+    """
+    try:
+        encoded = orjson.dumps(payload)
+    except (TypeError, orjson.JSONEncodeError):
+        return _cap(payload, 0)
+    if b"null" in encoded and not _same(orjson.loads(encoded), payload):
+        return _cap(payload, 0)
+    return payload
+
+
+def _same(decoded: Any, original: Any) -> bool:
+    try:
+        return bool(decoded == original)
+    except Exception:  # noqa: BLE001 - a foreign object's __eq__
+        return False
+
+
+def _clean_text(text: str) -> str:
+    """Lone surrogates (from ``\ud800`` escapes) become U+FFFD; JSON files must be UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+MAX_KEY_CHARS = 1024
+
+
+def _cap_key(key: Any) -> str:
+    text = _clean_text(key if isinstance(key, str) else str(key))
+    if len(text) > MAX_KEY_CHARS:
+        return f"{text[:MAX_KEY_CHARS]}…[key truncated {len(text) - MAX_KEY_CHARS} chars of {len(text)}]"
+    return text
+
+
 def _cap(value: Any, depth: int) -> Any:
     if isinstance(value, str):
+        value = _clean_text(value)
         if len(value) > MAX_STRING_CHARS:
             return f"{value[:MAX_STRING_CHARS]}…[truncated {len(value) - MAX_STRING_CHARS} chars of {len(value)}]"
         return value
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)  # JSON files hold 64 bits
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
     if depth >= MAX_DEPTH:
-        return "[nested too deep: dropped]"
+        size = f" of {len(value)} items" if isinstance(value, (dict, list, tuple)) else ""
+        return f"[nested too deep: a {type(value).__name__}{size} dropped]"
     if isinstance(value, dict):
-        return {(key if isinstance(key, str) else str(key)): _cap(item, depth + 1) for key, item in value.items()}
+        return {_cap_key(key): _cap(item, depth + 1) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_cap(item, depth + 1) for item in value]
     if isinstance(value, (bytes, bytearray)):
@@ -498,3 +619,7 @@ def _cap(value: Any, depth: int) -> Any:
     if isinstance(value, datetime):
         return format_timestamp(value)
     return str(value)
+
+
+# The sibling modules use the helpers above; imported last so they find them defined.
+from . import normalize_sse, normalize_streamjson  # noqa: E402

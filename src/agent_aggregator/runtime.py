@@ -11,7 +11,8 @@ It picks the source, feeds the aggregator and does the periodic work:
   monitor, or an ``aggregate serve`` hub) it connects to it as a client, and
   when something else holds the port it fails with ``ConnectionError``;
 * ``aggregator.connected`` / ``aggregator.connection_state`` kept current;
-* every second: idle timeouts every 30 s, the status file every 2 s
+* every second: idle timeouts every 30 s, the status file every 2 s (and,
+  while a write failed, another try at what is kept in memory)
   (``<activity_dir>/.aggregator.status.json``, written atomically: what
   ``aggregate status`` and ``aggregate stop`` read from another shell);
 * on the way out: the source closed, then ``aggregator.stop()`` (every active
@@ -53,6 +54,8 @@ SOURCE_STOP_TIMEOUT = 5.0
 
 SERVE = "serve"
 CLIENT = "client"
+SSE_ONLY = "sse"  # no Socket.IO side configured: only SSE streams
+SSE_EVENT_NAME = "sse_event"  # what the hub relays SSE events under (the stream's own `event:` name if any)
 
 
 # --- the status file -----------------------------------------------------------------
@@ -153,14 +156,15 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def bind_host(host: str) -> str | None:
+def bind_host(host: str, token: str | None = None) -> str | None:
     """Where the built-in hub listens for ``dashboard_host``: its loopback address
-    ("localhost" is 127.0.0.1), or None for a host beyond this machine (never served)."""
+    ("localhost" is 127.0.0.1); a host beyond this machine only with a shared ``token``
+    (None without one: never served)."""
     from .errors import AggregatorError
-    from .sources.hub import loopback_address
+    from .sources.hub import bind_address
 
     try:
-        return loopback_address(host, "dashboard_host")
+        return bind_address(host, token, "dashboard_host")
     except AggregatorError:
         return None
 
@@ -193,6 +197,8 @@ class AggregatorRuntime:
         self.mode: str | None = None  # SERVE or CLIENT once the source is up
         self.hub: Any = None
         self.source: SocketIOSource | None = None
+        self.sse_sources: list[Any] = []  # SSESource, one per configured stream (config ``sources``)
+        self._sse_tasks: list[asyncio.Task[None]] = []
         self.probe_result: Probe | None = None
         self.started_at = now_utc()
         self.error: BaseException | None = None
@@ -227,17 +233,26 @@ class AggregatorRuntime:
         return f"[{host}]:{self.hub.port}" if ":" in host else f"{host}:{self.hub.port}"
 
     def describe_source(self) -> str:
+        parts = []
         if self.mode == SERVE and self.hub is not None:
-            return f"built-in hub on {self._hub_address()}"
-        if self.mode == CLIENT and self.source is not None:
-            return f"Socket.IO server at {self.source.server}"
-        return "none"
+            parts.append(f"built-in hub on {self._hub_address()}")
+        elif self.mode == CLIENT and self.source is not None:
+            parts.append(f"Socket.IO server at {self.source.server}")
+        parts.extend(f"SSE stream {sse.url}" for sse in self.sse_sources)
+        return " + ".join(parts) or "none"
 
     def connection_state(self) -> str:
+        parts = []
         if self.mode == SERVE and self.hub is not None:
-            return f"serving on {self._hub_address()}"
-        if self.mode == CLIENT and self.source is not None:
-            return self.source.describe()
+            parts.append(f"serving on {self._hub_address()}")
+            queue = getattr(self.hub, "queue", None)
+            if queue is not None:  # across machines (issue 10): is Redis there?
+                parts.append(f"message queue {queue.describe()}")
+        elif self.mode == CLIENT and self.source is not None:
+            parts.append(self.source.describe())
+        parts.extend(sse.describe() for sse in self.sse_sources)
+        if parts:
+            return "; ".join(parts)
         return "starting" if not self._ready.is_set() else "not connected"
 
     # -- control --
@@ -298,6 +313,42 @@ class AggregatorRuntime:
     # -- sources --
 
     async def _start_source(self) -> None:
+        from .config import SOCKETIO, SSE
+
+        specs = tuple(getattr(self.aggregator.config, "sources", ()) or ())
+        for spec in specs:
+            if spec.type == SSE and spec.url:
+                self._start_sse(spec.url)
+        if specs and not any(spec.type == SOCKETIO for spec in specs):
+            self.mode = SSE_ONLY  # only streams: no hub, no Socket.IO client
+            return
+        try:
+            await self._start_socketio()
+        except BaseException:
+            await self._stop_sse()
+            raise
+
+    def _start_sse(self, url: str) -> None:
+        """One more SSE stream, read concurrently with everything else (``sources/sse.py``)."""
+        from .sources.sse import SSESource
+
+        source = SSESource(url, self._on_sse_event, on_state=self._on_state)
+        self.sse_sources.append(source)
+        self._sse_tasks.append(asyncio.create_task(source.run(), name=f"sse-source-{len(self._sse_tasks)}"))
+
+    async def _stop_sse(self) -> None:
+        for source in self.sse_sources:
+            source.stop()
+        for task in self._sse_tasks:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), SOURCE_STOP_TIMEOUT)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception:  # noqa: BLE001
+                log.debug("an SSE source ended with an error", exc_info=True)
+        self._sse_tasks = []
+
+    async def _start_socketio(self) -> None:
         host, port = self.host, self.port
         if self.serve is True:
             await self._start_hub(host, port)
@@ -327,10 +378,11 @@ class AggregatorRuntime:
     async def _start_hub(self, host: str, port: int) -> None:
         from .sources.hub import UNSAFE_HOST_MESSAGE, Hub
 
-        address = bind_host(host)
+        token = getattr(self.aggregator.config, "token", None)
+        address = bind_host(host, token)
         if address is None:
             raise ConnectionError(f"cannot serve on {host}: {UNSAFE_HOST_MESSAGE}")
-        hub = Hub(address, port)
+        hub = Hub(address, port, token=token, message_queue=self.aggregator.config.message_queue)
         hub.add_listener(self._on_event)
         try:
             await hub.start()
@@ -342,7 +394,8 @@ class AggregatorRuntime:
     async def _start_client(self, host: str, port: int) -> None:
         from .sources.socketio_client import CONNECTED, RETRYING, SocketIOSource
 
-        source = SocketIOSource(f"http://{_url_host(host)}:{port}", self._on_event, on_state=self._on_state)
+        source = SocketIOSource(f"http://{_url_host(host)}:{port}", self._on_event, on_state=self._on_state,
+                                token=getattr(self.aggregator.config, "token", None))
         self.source, self.mode = source, CLIENT
         self._source_task = asyncio.create_task(source.run(), name="socketio-source")
         while source.state not in (CONNECTED, RETRYING) and not self._source_task.done():
@@ -353,6 +406,7 @@ class AggregatorRuntime:
             raise ConnectionError(f"cannot listen to {source.server}: {self._source_task.exception()}")
 
     async def _stop_source(self) -> None:
+        await self._stop_sse()
         if self.source is not None:
             self.source.stop()
         if self._source_task is not None:
@@ -372,6 +426,22 @@ class AggregatorRuntime:
         self.events_received += 1
         self.aggregator.handle_event(payload, event_name)
 
+    def _on_sse_event(self, event_name: str | None, payload: Any) -> None:
+        """An SSE event. Serving the hub, it is relayed through it (its listener feeds the
+        aggregator), so a TUI following this aggregator sees the stream too."""
+        from .normalize_sse import event_type_of
+
+        if self.mode == SERVE and self.hub is not None and event_type_of(payload, event_name) != "heartbeat":
+            asyncio.ensure_future(self._relay(event_name or SSE_EVENT_NAME, payload))
+        else:
+            self._on_event(event_name, payload)
+
+    async def _relay(self, event_name: str, payload: Any) -> None:
+        try:
+            await self.hub.relay(event_name, payload)
+        except Exception:  # noqa: BLE001 - the aggregator got it already (listener); clients may miss it
+            log.debug("relaying an SSE event failed", exc_info=True)
+
     def _on_state(self, state: str) -> None:
         self._refresh_connection()
 
@@ -381,6 +451,8 @@ class AggregatorRuntime:
             aggregator.connected = self.hub is not None
         elif self.mode == CLIENT and self.source is not None:
             aggregator.connected = self.source.connected
+        elif self.mode == SSE_ONLY:
+            aggregator.connected = any(sse.connected for sse in self.sse_sources)
         else:
             aggregator.connected = False
         aggregator.connection_state = self.connection_state()
@@ -407,11 +479,13 @@ class AggregatorRuntime:
                     self.aggregator.check_timeouts()
                 except Exception:  # noqa: BLE001 - the loop must survive a bad save
                     log.exception("checking session timeouts failed")
-            if self.mode == CLIENT and self.aggregator.writes and now >= next_drain:
+            if self.mode in (CLIENT, SSE_ONLY) and self.aggregator.writes and now >= next_drain:
                 next_drain = now + SPOOL_DRAIN_INTERVAL
                 await loop.run_in_executor(None, self._drain_spool)
             if now >= next_status:
                 next_status = now + self.status_interval
+                if self.aggregator.write_error is not None:
+                    self.aggregator.retry_unsaved()  # a full or unwritable directory: try again
                 self._write_status()
 
     def _drain_spool(self) -> None:
@@ -454,6 +528,8 @@ class AggregatorRuntime:
             status["connection_attempt"] = self.source.attempt
             status["next_retry_in"] = self.source.next_retry_in
             status["last_error"] = self.source.last_error
+        if self.sse_sources:
+            status["sse_sources"] = [sse.status() for sse in self.sse_sources]
         if self.hub is not None:
             stats = getattr(self.hub, "stats", None)
             if callable(stats):

@@ -14,6 +14,7 @@ recovering a journal never needs the snapshot next to it.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import gc
 import logging
@@ -21,18 +22,21 @@ import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Sequence
 
-from . import jsonio
+from . import jsonio, sessionfile
+from .jsonio import FILE_MODE, make_dirs
 from .errors import AmbiguousSessionError, SessionNotFoundError, StoreError, StoreLockedError
-from .model import ACTIVE, AgentSession, SessionEvent, SessionSummary
+from .model import ACTIVE, AgentSession, SessionEvent, SessionSummary, events_from_dicts
 from .timeutil import UTC, format_timestamp, now_utc, parse_timestamp
 
 INDEX_SAVE_INTERVAL = 2.0  # seconds between index writes while sessions are being saved
+JOURNAL_FDS_OPEN = 128  # journals kept open between appends (least recently used closed first)
 
 log = logging.getLogger("agent_aggregator.store")
 
@@ -312,6 +316,11 @@ class SessionStore:
         self._assigned: set[str] = set()
         self._adopted: dict[str, list[str]] = {}
         self._live_journals: set[str] = set()
+        self._names: list[str] | None = None  # session file names, for may_hold(); None: not read yet
+        # Open journals by name: open/fstat/pread/close on every append cost more than the write.
+        # File objects, so a store dropped without release() still closes them when collected.
+        self._journal_fds: OrderedDict[str, BinaryIO] = OrderedDict()
+        self._names_mtime_ns = -1
 
     @property
     def _lock_path(self) -> Path:
@@ -352,6 +361,7 @@ class SessionStore:
         os.ftruncate(lock_file.fileno(), len(note))
 
     def release(self) -> None:
+        self.close_journals()
         if self._lock_file is None:
             return
         with self._mutex:
@@ -384,7 +394,7 @@ class SessionStore:
 
     def _prepare_directory(self) -> None:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.directory)
         except FileExistsError:
             raise StoreError(f"activity directory {self.directory} exists and is not a directory") from None
         except OSError as err:
@@ -395,7 +405,7 @@ class SessionStore:
     def _open_lock_file(self) -> BinaryIO:
         """A file object, so a store dropped without release() still frees the lock when collected."""
         try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as err:
             raise StoreError(f"cannot open lock file {self._lock_path}: {err.strerror}") from None
         return os.fdopen(fd, "r+b", buffering=0)
@@ -457,6 +467,30 @@ class SessionStore:
         if path.parent.resolve() == self.directory.resolve():
             self._paths[session_id] = self.directory / path.name
             self._assigned.add(path.name)
+            if self._names is not None:
+                self._names.append(path.name)  # within one mtime tick the directory may look unchanged
+
+    def may_hold(self, session_id: str) -> bool:
+        """False when no file name in the directory can belong to ``session_id`` (no name has its fragment).
+
+        The aggregator asks this before looking for a saved session to resume: a
+        full listing for every new session made live ingest of many short
+        sessions quadratic in the directory's size. Names are re-read only when
+        the directory's mtime changed; names this store binds are added at once.
+        """
+        prefix = f"{FILE_PREFIX}{safe_id_fragment(session_id)}_"
+        with self._mutex:
+            try:
+                mtime_ns = os.stat(self.directory).st_mtime_ns
+            except OSError:
+                return False
+            if self._names is None or mtime_ns != self._names_mtime_ns:
+                try:
+                    self._names = [n for n in os.listdir(self.directory) if n.startswith(FILE_PREFIX)]
+                except OSError:
+                    return True  # cannot tell: let the listing decide
+                self._names_mtime_ns = mtime_ns
+            return any(name.startswith(prefix) for name in self._names)
 
     # -- writing --
 
@@ -465,17 +499,46 @@ class SessionStore:
         path = self.journal_path_for(session)
         self._guard(path)
         with self._mutex:  # two threads must not both find the journal empty and write a header
+            handle = self._journal_fds.pop(path.name, None)
             try:
-                fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-                try:
+                if handle is not None and os.fstat(handle.fileno()).st_nlink == 0:  # removed behind our back
+                    self._close_fd(handle)
+                    handle = None
+                if handle is None:
+                    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+                    handle = os.fdopen(fd, "r+b", buffering=0)
                     payload = self._journal_payload(fd, session, events, path)
-                    if payload:
-                        _write_all(fd, payload)
-                finally:
-                    os.close(fd)
+                else:  # ours, kept open since a write that ended with a newline
+                    payload = _event_lines(events)
+                if payload:
+                    _write_all(handle.fileno(), payload)
             except OSError as err:
+                if handle is not None:
+                    self._close_fd(handle)  # reopened next time, with the torn-tail check
                 raise StoreError(f"cannot append to journal {path}: {err.strerror}") from None
+            self._journal_fds[path.name] = handle
+            while len(self._journal_fds) > JOURNAL_FDS_OPEN:
+                self._close_fd(self._journal_fds.popitem(last=False)[1])
             self._live_journals.add(path.name)
+
+    def _close_journal(self, name: str) -> None:
+        with self._mutex:
+            fd = self._journal_fds.pop(name, None)
+            if fd is not None:
+                self._close_fd(fd)
+
+    def close_journals(self) -> None:
+        """Close every journal kept open (each append was already written through)."""
+        with self._mutex:
+            while self._journal_fds:
+                self._close_fd(self._journal_fds.popitem()[1])
+
+    @staticmethod
+    def _close_fd(handle: BinaryIO) -> None:
+        try:
+            handle.close()
+        except OSError:
+            pass
 
     def _journal_payload(self, fd: int, session: AgentSession, events: Sequence[SessionEvent], path: Path) -> bytes:
         size = os.fstat(fd).st_size
@@ -506,6 +569,7 @@ class SessionStore:
         path = self.path_for(session)
         self._write_session(session, path)
         journal = path.with_name(_stem(path.name) + JOURNAL_SUFFIX)
+        self._close_journal(journal.name)
         try:
             journal.unlink()
         except FileNotFoundError:
@@ -589,13 +653,20 @@ class SessionStore:
         records = self._records()
         return records[0].summary if records else None
 
-    def load(self, target: str | Path) -> AgentSession:
-        """A whole session by id, unique prefix or path; a journal newer than its file is rebuilt."""
+    def load(self, target: str | Path, *, on_tail: Callable[[AgentSession], None] | None = None) -> AgentSession:
+        """A whole session by id, unique prefix or path; a journal newer than its file is rebuilt.
+
+        ``on_tail``: a viewer's early look. For a big session file it is called
+        first with the session holding only its last events (about 1 MB of
+        them; everything else complete), then the rest is decoded in short
+        chunks (``sessionfile``) and the whole session returned. Not called for
+        small files, journals or files of another layout.
+        """
         path = _as_path(target)
         if path is None:
-            return self._load_path(self._find_record(str(target)).source)
+            return self._load_path(self._find_record(str(target)).source, on_tail)
         record = self._record_at(path)
-        return self._load_path(record.source if record else path)
+        return self._load_path(record.source if record else path, on_tail)
 
     def cleanup(self, days: int, *, dry_run: bool = False, now: datetime | None = None) -> list[Path]:
         """Remove finished sessions older than ``days``; open or journaled ones are never touched."""
@@ -635,12 +706,14 @@ class SessionStore:
                 return record
         return None
 
-    def _load_path(self, path: Path) -> AgentSession:
+    def _load_path(self, path: Path, on_tail: Callable[[AgentSession], None] | None = None) -> AgentSession:
         if path.name.endswith(JOURNAL_SUFFIX):
             return self._rebuild(path)
         try:
-            with _gc_paused():
-                session = AgentSession.from_dict(jsonio.read_json(path))
+            session = self._load_in_parts(path, on_tail) if on_tail is not None else None
+            if session is None:
+                with _gc_paused():
+                    session = AgentSession.from_dict(jsonio.read_json(path))
         except FileNotFoundError:
             raise SessionNotFoundError(f"no session file {path}") from None
         except OSError as err:
@@ -649,6 +722,36 @@ class SessionStore:
             raise StoreError(f"{path} is not a readable session file: {err}") from None
         self._bind(session.session_id, path)
         return session
+
+    def _load_in_parts(self, path: Path, on_tail: Callable[[AgentSession], None]) -> AgentSession | None:
+        """The tail handed to ``on_tail``, then the whole session; None when the file is not split-able.
+
+        One collector pause over the whole read: re-enabling it after each part
+        let a full collection pass over the events built so far each time.
+        """
+        try:
+            parts = sessionfile.open_parts(path)
+        except sessionfile.NotOurLayout:
+            return None
+        events: list[SessionEvent] = []
+        with _gc_paused():
+            try:
+                tail_start, tail_raw = parts.tail_chunk()
+                session_id = parts.header.get("session_id")
+                tail = events_from_dicts(tail_raw, session_id if isinstance(session_id, str) else None)
+                partial = AgentSession.from_dict(parts.header, tail)
+                del tail_raw
+                on_tail(partial)
+                for chunk in parts.chunks(tail_start):
+                    events += events_from_dicts(chunk, partial.session_id)
+                    del chunk
+                    time.sleep(0)  # let a waiting thread (the viewer's) run between chunks
+            except sessionfile.NotOurLayout:
+                return None
+        whole = copy.copy(partial)  # the viewer keeps its partial one; the rest is shared, unchanged
+        events += tail
+        whole.events = events
+        return whole
 
     def _rebuild(self, journal_path: Path) -> AgentSession:
         if self.rebuild is None:
@@ -746,8 +849,9 @@ class SessionStore:
         open_status = ACTIVE if live else INTERRUPTED
         finals: dict[str, tuple[SessionSummary, int]] = {}
         journals: dict[str, tuple[SessionSummary | None, int]] = {}
+        child = getattr(self.directory, "_make_child_relpath", None)  # CPython's no-parse child path
         for name, entry in entries.items():
-            path = self.directory / name
+            path = child(name) if child is not None else self.directory / name
             if entry.get("problem"):
                 self._report(path, entry["problem"])
             summary = _summary_from_entry(entry, path)
@@ -756,8 +860,17 @@ class SessionStore:
             elif summary is not None:
                 finals[_stem(name)] = (summary, entry["mtime_ns"])
         records = []
-        for stem in finals.keys() | journals.keys():
-            record = self._merge_one(stem, finals.get(stem), journals.get(stem), open_status, live)
+        for stem, final in finals.items():
+            journal = journals.pop(stem, None)
+            if journal is None:  # most sessions: a saved file alone (what _merge_one does for it, inline)
+                summary, mtime_ns = final
+                if summary.status == ACTIVE and not live:
+                    summary.status = INTERRUPTED
+                records.append(_Record(summary, summary.file_path, None, False, mtime_ns))
+            else:
+                records.append(self._merge_one(stem, final, journal, open_status, live))  # type: ignore[arg-type]
+        for stem, journal in journals.items():
+            record = self._merge_one(stem, None, journal, open_status, live)
             if record is not None:
                 records.append(record)
         records.sort(key=_start_key, reverse=True)

@@ -102,7 +102,9 @@ def _looks_numeric(text: str) -> bool:
 def _from_epoch(number: float) -> datetime | None:
     if number != number or number < 0:  # NaN or before 1970
         return None
-    if number > _EPOCH_MS_THRESHOLD:
+    for _ in range(3):  # milliseconds, microseconds, nanoseconds since the epoch
+        if number <= _EPOCH_MS_THRESHOLD:
+            break
         number /= 1000.0
     try:
         return datetime.fromtimestamp(number, UTC)

@@ -22,10 +22,12 @@ from .model import (
     FILE_WRITE_TOOLS,
     RESPONSE_PREVIEW_CHARS,
     STALE,
+    TOKEN_KEYS,
     AgentDelegation,
     AgentSession,
     UNKNOWN_AGENT,
     SessionEvent,
+    categorize,
     delegation_outcome,
 )
 from .timeutil import milliseconds_between, parse_timestamp
@@ -34,7 +36,7 @@ LEDGER_LIMIT = 64
 LEDGER_TTL = timedelta(minutes=10)
 # A SubagentStart-opened delegation is adopted by a PreToolUse(Task) this close in time.
 ADOPT_WINDOW = timedelta(seconds=30)
-TURN_END_EVENTS = frozenset({"Stop", "AssistantResponse"})
+TURN_END_EVENTS = frozenset({"Stop", "AssistantResponse", "Result"})  # Result: a headless run's last line
 
 
 # claude-mpm's token_usage_updated names -> the Anthropic usage names Stop carries.
@@ -86,6 +88,11 @@ class SessionState:
     last_activity: dict[int, datetime] = field(default_factory=dict)
     returned: set[int] = field(default_factory=set)  # id() of delegations whose Task call returned
     seen_ids: set[str] = field(default_factory=set)
+    # A headless run's tokens before its result: the last usage of each assistant message
+    # (stream-json repeats a message's usage on every line of its content blocks), on top
+    # of the last result's totals (``usage_base``).
+    message_usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    usage_base: dict[str, Any] = field(default_factory=dict)
     ledger: "OrderedDict[str, _Pending]" = field(default_factory=OrderedDict)
     source_sends_agent_ids: bool = False
 
@@ -148,6 +155,9 @@ class SessionTracker:
         new_session = event.session_id not in self.sessions
         session = self.open_session(event)
         state = self.states[event.session_id]
+        host = event.data.get("hostname")
+        if new_session and isinstance(host, str) and host:
+            session.metadata["hostname"] = host  # the machine it runs on (issue 10), not the aggregator's
         if event.event_id is not None:
             if event.event_id in state.seen_ids:
                 self.duplicates += 1
@@ -184,6 +194,8 @@ class SessionTracker:
     def _interpret(self, session: AgentSession, state: SessionState, event: SessionEvent) -> None:
         data = event.data
         self._note_context(session, data)
+        if isinstance(data.get("message_usage"), dict) and isinstance(data.get("message_id"), str):
+            self._note_message_usage(session, state, data["message_id"], data["message_usage"])
         kind = event.event_type
         if kind == "PreToolUse":
             self._pre_tool(session, state, event)
@@ -195,6 +207,13 @@ class SessionTracker:
             self._subagent_stop(session, state, event)
         elif kind == "TodoUpdated" and isinstance(data.get("todos"), list):
             session.todos = data["todos"]
+        elif kind == "Result":
+            self._note_result(session, data)
+            state.message_usage.clear()  # the result's totals replace the running count
+            state.usage_base = dict(session.usage)
+        elif kind == "AssistantMessage":
+            if event.agent_id is None and isinstance(data.get("response"), str) and data["response"]:
+                session.final_response = data["response"]
         elif kind in TURN_END_EVENTS:
             response = data.get("response")
             if isinstance(response, str) and response:
@@ -206,12 +225,59 @@ class SessionTracker:
             model = data.get("model")
             if isinstance(model, str):
                 session.metadata["model"] = model
+            self._note_run(session, data)
 
     def _note_context(self, session: AgentSession, data: dict[str, Any]) -> None:
         if session.working_directory is None and isinstance(data.get("cwd"), str):
             session.working_directory = data["cwd"]
         if session.metadata.get("git_branch") is None and isinstance(data.get("git_branch"), str):
             session.metadata["git_branch"] = data["git_branch"]
+
+    @staticmethod
+    def _note_run(session: AgentSession, data: dict[str, Any]) -> None:
+        """A headless run wrapped by ``aggregate run``: where it runs, so views can tell it is alive."""
+        run = data.get("aggregate_run")
+        if isinstance(run, dict):
+            session.metadata["source"] = "claude -p"
+            for key in ("pid", "command", "hostname"):
+                if run.get(key) is not None:
+                    session.metadata["run_hostname" if key == "hostname" else key] = run[key]
+
+    @staticmethod
+    def _note_result(session: AgentSession, data: dict[str, Any]) -> None:
+        """A headless run's final ``result``: cost (an estimate), turns, durations, tokens,
+        and ``is_error``, which is trusted over the subtype and the exit code."""
+        SessionTracker._note_run(session, data)
+        metrics = session.metrics
+        number = lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)  # noqa: E731
+        if number(data.get("total_cost_usd")):
+            metrics.total_cost_usd = float(data["total_cost_usd"])
+        if number(data.get("num_turns")):
+            metrics.num_turns = int(data["num_turns"])
+        if number(data.get("duration_api_ms")):
+            metrics.duration_api_ms = int(data["duration_api_ms"])
+        if number(data.get("duration_ms")):
+            metrics.run_duration_ms = int(data["duration_ms"])
+        metrics.is_error = data.get("is_error") is True
+        if isinstance(data.get("usage"), dict) and data["usage"]:
+            session.usage = dict(data["usage"])  # cumulative for the run: replaces, never adds
+        response = data.get("response")
+        if isinstance(response, str) and response:
+            session.final_response = response
+
+    @staticmethod
+    def _note_message_usage(session: AgentSession, state: SessionState, message_id: str, usage: dict[str, Any]) -> None:
+        """Tokens as a run goes (its result gives the totals only at the end): each message counted once."""
+        state.message_usage[message_id] = {
+            key: value for key in TOKEN_KEYS
+            if isinstance(value := usage.get(key), int) and not isinstance(value, bool)
+        }
+        running = dict(state.usage_base)
+        for counts in state.message_usage.values():
+            for key, value in counts.items():
+                base = running.get(key)
+                running[key] = (base if isinstance(base, int) and not isinstance(base, bool) else 0) + value
+        session.usage = running
 
     @staticmethod
     def _note_usage(session: AgentSession, usage: Any) -> None:
@@ -260,6 +326,7 @@ class SessionTracker:
     def _enrich_from_pre(post: SessionEvent, pre: SessionEvent) -> None:
         """claude-mpm's post_tool carries no parameters: borrow them from its Pre."""
         data = post.data
+        named = "tool_name" in data
         for key in ("tool_name", "file_path", "subagent_type", "description"):
             if key not in data and key in pre.data:
                 data[key] = pre.data[key]
@@ -269,6 +336,8 @@ class SessionTracker:
             start, end = parse_timestamp(pre.timestamp), parse_timestamp(post.timestamp)
             if start and end:
                 data["duration_ms"] = milliseconds_between(start, end)
+        if not named and post.tool_name:  # its category could not be told without the tool's name
+            post.category = categorize(post.event_type, post.tool_name)
 
     def _attribute(self, session: AgentSession, state: SessionState, event: SessionEvent) -> AgentDelegation | None:
         """The delegation a tool event belongs to, counting it there.
@@ -333,8 +402,10 @@ class SessionTracker:
         if event.data.get("synthetic_start"):
             return  # claude-mpm's own announcement of a Task call: the call itself opens it
         agent_type = event.data.get("agent_type") if isinstance(event.data.get("agent_type"), str) else None
-        candidates = [d for d in self._open(state) if id(d) not in state.started and d.agent_id is None]
-        delegation = (_of_type(candidates, agent_type) or candidates or [None])[0]
+        delegation = self._by_call(state, event.agent_id)
+        if delegation is None:
+            candidates = [d for d in self._open(state) if id(d) not in state.started and d.agent_id is None]
+            delegation = (_of_type(candidates, agent_type) or candidates or [None])[0]
         if delegation is None:
             instructions = event.data.get("prompt") if isinstance(event.data.get("prompt"), str) else ""
             delegation = session.add_delegation(agent_type or UNKNOWN_AGENT, instructions, event.moment)
@@ -368,7 +439,14 @@ class SessionTracker:
         self, session: AgentSession, state: SessionState, agent_id: str, agent_type: Any
     ) -> AgentDelegation | None:
         """An agent id we have not seen: it belongs to the only open, unbound delegation
-        (of its type, when the event names one). Several candidates: no guess."""
+        (of its type, when the event names one). Several candidates: no guess. An id that
+        is the tool_use_id of the call that opened a delegation (stream-json's
+        ``parent_tool_use_id``) is that delegation's."""
+        called = self._by_call(state, agent_id)
+        if called is not None:
+            self._bind(state, called, agent_id)
+            self._learn_type(session, called, agent_type)
+            return called
         unbound = [d for d in self._open(state) if d.agent_id is None]
         if isinstance(agent_type, str) and agent_type:
             unbound = _of_type(unbound, agent_type) or unbound
@@ -385,6 +463,16 @@ class SessionTracker:
         if delegation.agent_type == UNKNOWN_AGENT and isinstance(agent_type, str) and agent_type:
             delegation.agent_type = agent_type
             session.metrics.note_agent(agent_type)
+
+    @staticmethod
+    def _by_call(state: SessionState, agent_id: str | None) -> AgentDelegation | None:
+        """The delegation opened by the tool call whose id is ``agent_id``, while it has no agent id of its own."""
+        if not agent_id:
+            return None
+        delegation = state.by_tool_use_id.get(agent_id)
+        if delegation is None or (delegation.agent_id not in (None, agent_id)):
+            return None
+        return delegation
 
     @staticmethod
     def _open(state: SessionState) -> list[AgentDelegation]:
@@ -404,7 +492,7 @@ class SessionTracker:
     ) -> None:
         if delegation.is_open or delegation.status == STALE:
             before = delegation_outcome(delegation)
-            delegation.close(stop.moment, success=True)
+            delegation.close(stop.moment, success=stop.data.get("success") is not False)
             session.metrics.shift_outcome(before, delegation_outcome(delegation))
         response = stop.data.get("response")
         if isinstance(response, str) and response and not delegation.response_preview:

@@ -21,6 +21,9 @@ import pytest
 
 os.environ["TZ"] = "UTC"
 time.tzset()
+# Sessions are tagged with their machine (issue 10): one fixed name whatever this machine is
+# called (module-scoped fixtures save sessions too, so not a monkeypatch).
+os.environ["CLAUDE_MPM_AGGREGATOR_HOSTNAME"] = "devbox"
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fixtures_builder as fb  # noqa: E402
@@ -51,6 +54,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run in tmp_path (so ``activity`` is a fixed relative path) with a private hook spool."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AGGREGATE_SPOOL_DIR", str(tmp_path / "spool"))
+    # The browser counts Claude Code transcripts (its import offer): never the machine's own.
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(tmp_path / "no-claude-config"))
     return tmp_path
 
 

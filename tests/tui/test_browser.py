@@ -342,11 +342,11 @@ def test_sort_keys_reorder_and_reverse(summaries):
 
     async def body(pilot, screen):
         header = screen.query_one("#browser-header", Static)
-        await pilot.press("e")
+        await pilot.press("n")  # e exports
         assert screen.shown_ids == order(lambda s: s.event_count, True)
         assert screen.shown_ids[0] == "syn-live-0002"  # 250 events
         assert "sort: events ↓" in str(header.render())
-        await pilot.press("e")
+        await pilot.press("n")
         assert screen.shown_ids == order(lambda s: s.event_count, False)
         assert "sort: events ↑" in str(header.render())
         await pilot.press("d")

@@ -170,7 +170,8 @@ def test_over_the_browser_it_lists_the_browser_keys():
         sessions = {row.keys: row.description for row in groups["Sessions"]}
         assert sessions["⏎"] == "Open"
         assert sessions["esc / s"] == "Back"
-        assert {sessions[key] for key in ("t", "e", "d", "g", "/")} == {"Time", "Events", "Duration", "Group", "Filter"}
+        assert {sessions[key] for key in ("t", "n", "d", "g", "/")} == {"Time", "Events", "Duration", "Group", "Filter"}
+        assert sessions["e"] == "Export"  # e exports; events sort on n
         assert sessions["esc"] == "Clear filter"  # the filter box's own key
         # The app's `s` is shadowed by the browser's: the help does not claim it opens sessions.
         assert "s" not in {row.keys for row in groups["App"]}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
 import ipaddress
 import logging
 import signal
@@ -27,7 +28,7 @@ import time
 import uuid
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import orjson
 import socketio
@@ -35,14 +36,25 @@ from aiohttp import web
 
 from .. import __version__
 from ..errors import AggregatorError
+from ..machine import hostname as machine_hostname
+from ..normalize import CONTROL_EVENTS
 from ..timeutil import format_timestamp, now_utc
 from . import spool
+
+if TYPE_CHECKING:
+    from .relay import QueueRelay
 
 log = logging.getLogger("agent_aggregator.hub")
 
 SERVICE = "agent-aggregator-hub"
 DEFAULT_EVENT = "claude_event"
 HISTORY_EVENT = "event_history"
+# Each history item is the relayed payload plus the Socket.IO event name it was
+# relayed under, in this key; our client pops it and replays the item under that
+# name (claude-mpm's dashboards just see one more key). Without the name, control
+# messages (``dashboard:*``) and events whose meaning depends on their name were
+# replayed nameless and could turn into sessions of their own.
+HISTORY_NAME_KEY = "_event_name"
 API_EVENTS_PATH = "/api/events"
 HOOK_EVENTS_PATH = "/events"
 DEFAULT_HOST = "127.0.0.1"
@@ -56,7 +68,12 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 HISTORY_CHUNK_BYTES = 1024 * 1024
 SHUTDOWN_TIMEOUT = 2.0
 SPOOL_DELIVERY_TIMEOUT = 30.0
-UNSAFE_HOST_MESSAGE = "listening beyond this machine needs a shared token; not supported yet (use 127.0.0.1)"
+QUEUE_WAIT = 3.0  # seconds `aggregate serve` waits for Redis before saying it is not there yet
+UNSAFE_HOST_MESSAGE = (
+    "listening beyond this machine needs a shared token (--token-file PATH, --token, CLAUDE_MPM_AGGREGATOR_TOKEN"
+    " or event_aggregator.token_file); refusing to listen without one"
+)
+UNAUTHORIZED = "unauthorized"
 
 Listener = Callable[[str, Any], Any]
 
@@ -69,27 +86,54 @@ class PortInUseError(HubBindError):
     """Something (another hub, claude-mpm's monitor) already listens on the port."""
 
 
+class TokenRequiredError(AggregatorError):
+    """Asked to listen on a non-loopback address without a shared token (exit status 2)."""
+
+    exit_code = 2
+
+
+def token_matches(expected: str | None, presented: Any) -> bool:
+    """Constant-time comparison; True when no token is required."""
+    if expected is None:
+        return True
+    if not isinstance(presented, str):
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), presented.encode("utf-8", "replace"))
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (None when absent or another scheme)."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
 # --- payload shapes -------------------------------------------------------------------------
 
 
-def stamp(payload: Any) -> Any:
-    """``payload`` with an ``event_id`` (uuid4 hex) and a receipt ``timestamp`` when it lacks them.
+def stamp(payload: Any, hostname: str | None = None) -> Any:
+    """``payload`` with an ``event_id`` (uuid4 hex) and a receipt ``timestamp`` when it lacks them,
+    and ``hostname`` (the machine it came from) when one is given and it has none.
 
     A copy, never the caller's dict; payloads that are not objects pass as is.
     Existing values win: the hook stamps before spooling, so a spooled event
-    keeps the time it really happened and the id it was first given.
+    keeps the time it really happened, the id it was first given and its machine.
     """
     if not isinstance(payload, dict):
         return payload
     has_id = isinstance(payload.get("event_id"), str) and bool(payload["event_id"])
     has_time = payload.get("timestamp") not in (None, "")
-    if has_id and has_time:
+    has_host = hostname is None or "hostname" in payload
+    if has_id and has_time and has_host:
         return payload
     stamped = dict(payload)
     if not has_id:
         stamped["event_id"] = uuid.uuid4().hex
     if not has_time:
         stamped["timestamp"] = format_timestamp(now_utc())
+    if not has_host:
+        stamped["hostname"] = hostname
     return stamped
 
 
@@ -117,6 +161,18 @@ def route(path: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     if path == API_EVENTS_PATH:
         return unwrap_api_body(body)
     return None
+
+
+def is_control_event(event_name: str | None) -> bool:
+    """Socket.IO messages that are transport chatter, not agent activity (never kept in history)."""
+    return event_name is not None and (event_name in CONTROL_EVENTS or event_name.startswith("dashboard:"))
+
+
+def history_item(event_name: str, payload: Any) -> Any:
+    """One ``event_history`` item: the payload with the name it was relayed under (objects only)."""
+    if isinstance(payload, dict):
+        return {**payload, HISTORY_NAME_KEY: event_name}
+    return payload
 
 
 def _json_response(value: dict[str, Any], status: int) -> web.Response:
@@ -149,12 +205,21 @@ class Hub:
         history_size: int = HISTORY_SIZE,
         spool_directory: str | Path | None = None,
         drain_interval: float = DRAIN_INTERVAL,
+        hostname: str | None = None,
+        message_queue: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.host = host
+        # When set, every POST needs "Authorization: Bearer <token>" and every Socket.IO
+        # client auth={"token": <token>}; required to listen beyond loopback (serve()).
+        self.token = token or None
+        self._history_tasks: set[asyncio.Task[None]] = set()
+        # The machine stamped on payloads that arrive without one (claude-mpm's bodies).
+        self.hostname = hostname or machine_hostname()
         self.requested_port = port
         self.spool_directory = Path(spool_directory) if spool_directory is not None else spool.spool_dir()
         self.drain_interval = drain_interval
-        self.history: deque[Any] = deque(maxlen=history_size)
+        self.history: deque[tuple[str, Any]] = deque(maxlen=history_size)  # (event name, stamped payload)
         self.stats: dict[str, int] = {
             "clients": 0,
             "events_relayed": 0,
@@ -162,6 +227,7 @@ class Hub:
             "spool_delivered": 0,
             "spool_bad_lines": 0,
             "listener_errors": 0,
+            "unauthorized": 0,
         }
         self._listeners: list[Listener] = []
         self._bound_port: int | None = None
@@ -170,6 +236,14 @@ class Hub:
         self._closing = False
         self._wake = asyncio.Event()
         self._warned: set[str] = set()
+        # Across machines (issue 10): every hub on the same Redis relays every event to the
+        # clients and listeners of every other hub (sources/relay.py).
+        self.queue: QueueRelay | None = None
+        if message_queue:
+            from .relay import QueueRelay
+
+            self.queue = QueueRelay(message_queue, on_remote=self._accept, stats=self.stats,
+                                    history_size=history_size)
         # cors_allowed_origins=None: Engine.IO's same-origin check. Python clients send
         # no Origin header and pass; a web page in the user's browser cannot open a
         # socket to the hub and read every prompt and file (binding loopback does not
@@ -177,7 +251,12 @@ class Hub:
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             cors_allowed_origins=None,
-            always_connect=True,  # so the history emitted in the connect handler arrives after CONNECT
+            # Without a token: accept at once, so the history emitted in the connect handler
+            # arrives after CONNECT. With one: a client is accepted only once its token is
+            # checked (an unauthorized one gets CONNECT_ERROR and never a single event), and
+            # the history goes out from a task that runs after CONNECT is queued.
+            always_connect=self.token is None,
+            client_manager=self.queue,
             max_http_buffer_size=MAX_BODY_BYTES,
             logger=False,
             engineio_logger=False,
@@ -230,6 +309,11 @@ class Hub:
         self._bound_port = sock.getsockname()[1]
         self._closing = False
         self._wake = asyncio.Event()
+        if self.queue is not None and not self.sio.manager_initialized:
+            # python-socketio starts the manager on the first client; a hub that only feeds an
+            # in-process aggregator must publish and receive from the start.
+            self.sio.manager_initialized = True
+            self.queue.initialize()
         await self._drain_safely()
         self._drain_task = asyncio.create_task(self._drain_forever(), name="hub-spool-drain")
 
@@ -243,6 +327,9 @@ class Hub:
             await self._drain_task
             self._drain_task = None
         await self._disconnect_clients()
+        if self.queue is not None and self.sio.manager_initialized:
+            await self.queue.close()
+            self.sio.manager_initialized = False
         await self.sio.shutdown()
         runner, self._runner = self._runner, None
         await runner.cleanup()
@@ -276,8 +363,9 @@ class Hub:
         return stamped
 
     def _accept(self, event_name: str, payload: Any) -> Any:
-        stamped = stamp(payload)
-        self.history.append(stamped)
+        stamped = stamp(payload, self.hostname)
+        if not is_control_event(event_name):  # transport chatter is relayed live, never replayed
+            self.history.append((event_name, stamped))
         self.stats["events_relayed"] += 1
         for listener in tuple(self._listeners):
             try:
@@ -293,7 +381,7 @@ class Hub:
         them all). One message of 1000 hook payloads carrying file contents easily passes
         the 4 MiB a python-socketio client accepts by default, and a client that drops the
         history on every connect never catches up."""
-        events = list(self.history)
+        events = [history_item(name, payload) for name, payload in self.history]
         chunks: list[list[Any]] = [[]]
         size = 0
         for payload in events:
@@ -307,8 +395,23 @@ class Hub:
 
     # -- Socket.IO --------------------------------------------------------------------------
 
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        if self.token is not None:
+            presented = auth.get("token") if isinstance(auth, dict) else None
+            if not token_matches(self.token, presented):
+                self.stats["unauthorized"] += 1
+                self._warn_once("unauthorized:sio", "refused a Socket.IO client without the right token")
+                raise socketio.exceptions.ConnectionRefusedError(UNAUTHORIZED)
+            self.stats["clients"] += 1
+            task = asyncio.get_running_loop().create_task(self._send_history(sid))
+            self._history_tasks.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._history_tasks.discard)
+            return True
         self.stats["clients"] += 1
+        await self._send_history(sid)
+        return True
+
+    async def _send_history(self, sid: str) -> None:
         for message in self.history_messages():
             await self.sio.emit(HISTORY_EVENT, message, to=sid)
 
@@ -327,6 +430,10 @@ class Hub:
         if request.method == "POST" and "Origin" in request.headers:
             self.stats["bad_requests"] += 1
             return _json_response({"ok": False, "error": "cross-origin requests are refused"}, 403)
+        if request.method == "POST" and not token_matches(self.token, bearer_token(request.headers.get("Authorization"))):
+            self.stats["unauthorized"] += 1
+            self._warn_once("unauthorized:http", "refused a POST %s without the right token", request.path)
+            return _json_response({"ok": False, "error": UNAUTHORIZED}, 401)
         return await handler(request)
 
     async def _post_api_events(self, request: web.Request) -> web.Response:
@@ -346,16 +453,13 @@ class Hub:
         return _json_response({"ok": True, "event_id": stamped.get("event_id")}, 202)
 
     async def _get_health(self, request: web.Request) -> web.Response:
-        return _json_response(
-            {
-                "status": "ok",
-                "service": SERVICE,
-                "version": __version__,
-                "clients": self.stats["clients"],
-                "events_relayed": self.stats["events_relayed"],
-            },
-            200,
-        )
+        """Open to anyone who can reach the port: with a token required it says only that
+        the hub is up and needs one (no counts, no addresses, never the token)."""
+        health: dict[str, Any] = {"status": "ok", "service": SERVICE, "version": __version__,
+                                  "auth_required": self.token is not None}
+        if self.token is None:
+            health.update(clients=self.stats["clients"], events_relayed=self.stats["events_relayed"])
+        return _json_response(health, 200)
 
     # -- spool ------------------------------------------------------------------------------
 
@@ -458,7 +562,15 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def loopback_address(host: str, where: str = "--host") -> str:
-    """The address to bind for ``host``; refuses anything beyond this machine (no tokens yet)."""
+    """The address to bind for ``host``; refuses anything beyond this machine
+    (``TokenRequiredError``): see ``bind_address`` for the token-holding case."""
+    return bind_address(host, None, where)
+
+
+def bind_address(host: str, token: str | None, where: str = "--host") -> str:
+    """The address to bind for ``host``: a loopback address always; any other address
+    ("0.0.0.0", a LAN address, a host name) only with a shared token, else
+    ``TokenRequiredError`` (one line; exit status 2)."""
     text = host.strip()
     if text.lower() == "localhost":
         return DEFAULT_HOST
@@ -466,9 +578,13 @@ def loopback_address(host: str, where: str = "--host") -> str:
         address = ipaddress.ip_address(text.strip("[]"))
     except ValueError:
         address = None
-    if address is None or not address.is_loopback:
-        raise AggregatorError(f"{where} {host}: {UNSAFE_HOST_MESSAGE}")
-    return str(address)
+    if address is not None and address.is_loopback:
+        return str(address)
+    if not token:
+        raise TokenRequiredError(f"{where} {host}: {UNSAFE_HOST_MESSAGE}")
+    if not text:
+        raise AggregatorError(f"{where}: empty address")
+    return str(address) if address is not None else text
 
 
 def serve(
@@ -479,13 +595,19 @@ def serve(
     config_port: int = DEFAULT_PORT,
     out: Callable[[str], None] | None = None,
     status_interval: float = STATUS_INTERVAL,
+    token: str | None = None,
+    message_queue: str | None = None,
 ) -> int:
-    """``aggregate serve``: run a hub in the foreground until Ctrl+C or SIGTERM (exit 0)."""
-    bind_host = loopback_address(host, "--host") if host is not None else loopback_address(config_host, "dashboard_host")
+    """``aggregate serve``: run a hub in the foreground until Ctrl+C or SIGTERM (exit 0).
+
+    Raises ``TokenRequiredError`` for a non-loopback address without ``token``."""
+    bind_host = (bind_address(host, token, "--host") if host is not None
+                 else bind_address(config_host, token, "dashboard_host"))
     bind_port = config_port if port is None else port
     if not 0 <= bind_port <= 65535:
         raise AggregatorError(f"--port {bind_port}: expected 0..65535")
-    return asyncio.run(_serve(Hub(bind_host, bind_port), out or _print, status_interval))
+    hub = Hub(bind_host, bind_port, token=token, message_queue=message_queue)
+    return asyncio.run(_serve(hub, out or _print, status_interval))
 
 
 def _print(text: str) -> None:
@@ -501,6 +623,10 @@ async def _serve(hub: Hub, out: Callable[[str], None], status_interval: float) -
     try:
         await hub.start()
         out(f"Hub listening on {hub.url} (POST {API_EVENTS_PATH}, POST {HOOK_EVENTS_PATH}, Socket.IO)")
+        if hub.queue is not None:
+            reached = await hub.queue.wait_connected(QUEUE_WAIT)
+            out(f"Message queue {hub.queue.describe()}" + ("" if reached else
+                ": events are relayed to the other hubs once it answers"))
         if hub.stats["spool_delivered"]:
             out(f"Delivered {hub.stats['spool_delivered']} spooled events from {hub.spool_directory}")
         while not stop.is_set():
@@ -521,4 +647,5 @@ def _status_line(hub: Hub) -> str:
     return (
         f"[{time.strftime('%H:%M:%S')}] Hub: {clients} client{'' if clients == 1 else 's'},"
         f" {hub.stats['events_relayed']} events relayed"
+        + (f", message queue {hub.queue.describe()}" if hub.queue is not None else "")
     )

@@ -15,7 +15,7 @@ Every event the server emits reaches ``on_event(event_name, payload)`` through
 a catch-all handler (claude-mpm re-emits hooks under ``claude_event``,
 ``hook_event``, ``tool_event``, ... and may add names). ``event_history``
 (what claude-mpm and our hub send on connect) is unpacked: each item is fed on
-its own, with event name None. Duplicates from such a replay are the
+its own, under the name our hub recorded with it (None for claude-mpm's). Duplicates from such a replay are the
 aggregator's to drop (stable event ids), not this class's: it forwards all.
 """
 
@@ -39,6 +39,7 @@ RETRYING = "retrying"
 STATES = (CONNECTING, CONNECTED, DISCONNECTED, RETRYING)
 
 HISTORY_EVENT = "event_history"
+HISTORY_NAME_KEY = "_event_name"  # the hub's (sources/hub.py): the name an item was relayed under
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 10.0
 JITTER = 0.2  # each delay is the nominal one minus up to 20 %, so it never exceeds the cap
@@ -62,6 +63,20 @@ def history_items(data: Any) -> list[Any]:
     if isinstance(data, list):
         return list(data)
     return []
+
+
+def history_entry(item: Any) -> tuple[str | None, Any]:
+    """``(event name, payload)`` for one ``event_history`` item.
+
+    Our hub adds the name each item was relayed under (``HISTORY_NAME_KEY``); it
+    is taken off again so the payload is the one relayed live (same event id,
+    same content). claude-mpm's items carry no name: None.
+    """
+    if isinstance(item, dict) and HISTORY_NAME_KEY in item:
+        payload = dict(item)
+        name = payload.pop(HISTORY_NAME_KEY)
+        return (name if isinstance(name, str) and name else None), payload
+    return None, item
 
 
 def describe_error(error: BaseException) -> str:
@@ -116,8 +131,11 @@ class SocketIOSource:
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
         socketio_path: str = "socket.io",
+        token: str | None = None,
     ) -> None:
         self.url = url
+        self.token = token or None  # presented as auth={"token": ...} (a hub that requires one)
+        self._refusal: str | None = None  # why the server refused the last connect, if it said
         self.on_event = on_event
         self.on_state = on_state
         self.transports = list(transports)
@@ -204,7 +222,7 @@ class SocketIOSource:
                     await self._close(client)
                     if self._stopping:
                         break
-                    self._failed(describe_error(error))
+                    self._failed(self._refusal or describe_error(error))
                     await self._back_off()
                     continue
                 self._client = client
@@ -238,11 +256,14 @@ class SocketIOSource:
 
         # aiohttp's default 4 MiB websocket message limit drops the whole connection on
         # one big event (a Read of a large file, a long history batch): lift it.
+        from . import wirejson
+
         client = socketio.AsyncClient(
             reconnection=False,
             handle_sigint=False,
             request_timeout=self.connect_timeout,
             websocket_extra_options={"max_msg_size": MAX_MESSAGE_BYTES},
+            json=wirejson,  # orjson: the standard library's decoder was a tenth of ingest per event
         )
         disconnected = asyncio.Event()
 
@@ -253,7 +274,19 @@ class SocketIOSource:
             data = args[0] if len(args) == 1 else (list(args) if args else None)
             self._dispatch(event, data)
 
+        self._refusal = None
+
+        def on_connect_error(data: Any = None) -> None:
+            # The server's reason (a hub that requires a token says "unauthorized"): far more
+            # useful than python-socketio's "One or more namespaces failed to connect".
+            message = data.get("message") if isinstance(data, dict) else data
+            if message == "unauthorized":
+                self._refusal = "refused: unauthorized (the server requires a token: --token-file or --token)"
+            elif message:
+                self._refusal = f"refused by the server: {' '.join(str(message).split())[:160]}"
+
         client.on("disconnect", on_disconnect)
+        client.on("connect_error", on_connect_error)
         client.on("*", on_any)
         return client, disconnected
 
@@ -263,6 +296,7 @@ class SocketIOSource:
             transports=self.transports,
             socketio_path=self.socketio_path,
             wait_timeout=self.connect_timeout,
+            auth={"token": self.token} if self.token else None,
         )
 
     def _dispatch(self, event: str, data: Any) -> None:
@@ -270,7 +304,7 @@ class SocketIOSource:
             items = history_items(data)
             self.history_events_received += len(items)
             for item in items:
-                self._forward(None, item)
+                self._forward(*history_entry(item))
             return
         self.events_received += 1
         self._forward(event, data)
@@ -353,5 +387,6 @@ __all__ = [
     "STATES",
     "SocketIOSource",
     "backoff_delay",
+    "history_entry",
     "history_items",
 ]

@@ -137,8 +137,11 @@ LIVE_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("Search the timeline", "search", "Show only events whose line contains a text (key /)"),
     ("Clear the timeline search", "clear_search", "Show every event again (escape)"),
     ("Filter categories", "categories", "Choose the event categories the timeline shows (key c)"),
+    ("Minimum importance", "min_importance", "Show only events rated at least 3, 5, 7, 9 (SSE sources; key m)"),
     ("Browse saved sessions", "browse", "Every saved session: sort, filter, open (key s)"),
     ("Toggle follow", "toggle_follow", "Keep the timeline on the newest event (key f)"),
+    ("Export the session", "export", "Write the shown session or its filtered events to a file (key e)"),
+    ("Replay the session", "replay", "Play the shown session back: step, seek, speed (key r)"),
 )
 APP_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("Help", "help", "Keys and panes (key ?)"),
@@ -283,7 +286,8 @@ class AggregateApp(App[None]):
         logging.getLogger("agent_aggregator").removeHandler(self._log_handler)
 
     def on_logged(self, message: Logged) -> None:
-        self.notify(message.text, severity="error" if message.error else "warning", timeout=8)
+        # markup=False: log lines quote session ids and payload text, which must show literally
+        self.notify(message.text, severity="error" if message.error else "warning", timeout=8, markup=False)
 
     def refresh_live(self) -> None:
         """The timer: sample the event meter, then let the live screen pull what changed."""
@@ -356,12 +360,12 @@ class AggregateApp(App[None]):
             self.mode = FAILED_MODE
             self.ingest_error = reason
             self.notify(f"Live capture could not start: {reason}. Saved sessions can still be browsed.",
-                        title="Not capturing", severity="error", timeout=10)
+                        title="Not capturing", severity="error", timeout=10, markup=False)
             self.refresh_live()
         elif worker.group == "store":
             log.warning("listing the store failed: %s", reason)
         else:
-            self.notify(reason, title="Error", severity="error")
+            self.notify(reason, title="Error", severity="error", markup=False)
 
     def stop_ingest(self) -> None:
         """Stop capturing and save every active session (blocking; any thread; idempotent)."""
@@ -401,6 +405,8 @@ class AggregateApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "quit" and (isinstance(self.focused, (Input, TextArea)) or isinstance(self.screen, ModalScreen)):
             return False  # "q" types a q in a text box and closes a dialog; ctrl+q always quits
+        if action == "quit" and getattr(self.screen, "LEAVES_ON_Q", False):
+            return False  # the replay screen's "q" leaves the replay (ctrl+q still quits)
         return True
 
     def action_help(self) -> None:
@@ -503,6 +509,8 @@ class AggregateApp(App[None]):
             return
         self._listed_at = message.taken_at
         self._take_listing(message.summaries)
+        if self.aggregator is not None and self.mode == FOLLOWER:  # ended by the writer without telling us
+            self.aggregator.release_ended(message.summaries)
         for session_id, (session, departed_at) in list(self._departed.items()):
             summary = self.saved_by_id.get(session_id)
             if summary is not None and departed_at < message.taken_at and summary.status != ACTIVE:
@@ -526,11 +534,12 @@ class AggregateApp(App[None]):
         with self.reading():
             return self.live_sessions().get(session_id)
 
-    def load_session(self, session_id: str) -> AgentSession:
+    def load_session(self, session_id: str, on_tail: Callable[[AgentSession], None] | None = None) -> AgentSession:
         """A session by id: the live object when in memory, else loaded from the store (blocking).
 
         Loaded sessions are cached (by id and event count, so a session another
-        process is still writing is read again when it grew).
+        process is still writing is read again when it grew). ``on_tail``: see
+        ``SessionStore.load`` (a big file's last events, before the whole).
         """
         live = self.find_live(session_id)
         if live is not None:
@@ -542,7 +551,7 @@ class AggregateApp(App[None]):
             if cached is not None:
                 self._loaded.move_to_end(key)
                 return cached
-        session = self.store.load(summary.file_path if summary is not None else session_id)
+        session = self.store.load(summary.file_path if summary is not None else session_id, on_tail=on_tail)
         with self._loaded_lock:
             self._loaded[key] = session
             while len(self._loaded) > LOADED_CACHE_SIZE:

@@ -10,19 +10,24 @@ unit-tested without a terminal:
 * ``FileTally`` / ``FileRow``: the files the selected session modified, counted
   incrementally from its events (a 100,000-event session is scanned once);
 * ``RateMeter``: events per second over the last few seconds;
-* ``is_live``: the LIVE indicator (open, and an event within the last 60 s).
+* ``is_live``: the LIVE indicator (open, and an event within the last 60 s; a run
+  wrapped by ``aggregate run`` stays LIVE exactly while its process is alive);
+* ``run_figures`` / ``UsageTotals``: cost, turns, tokens and API time of headless
+  runs (estimates: Claude Code's own), per session and summed for the status bar.
 
 Every "now" is passed in: the app's clock decides, so snapshots are frozen.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 
-from ..describe import display_status, one_line, project_name, relative_path
+from ..describe import display_status, format_cost, one_line, project_name, relative_path
 from ..model import (
     ACTIVE,
     DONE,
@@ -34,9 +39,11 @@ from ..model import (
     AgentDelegation,
     AgentSession,
     SessionEvent,
+    SessionMetrics,
     SessionSummary,
+    total_tokens,
 )
-from ..timeutil import UTC, milliseconds_between, parse_timestamp
+from ..timeutil import UTC, format_duration, milliseconds_between, parse_timestamp
 
 LIVE_WINDOW = timedelta(seconds=60)
 RECENT_SAVED_LIMIT = 200  # saved sessions listed in the live screen's sessions pane (the browser has all)
@@ -55,6 +62,102 @@ def is_live(status: str, last_event: datetime | None, now: datetime, window: tim
     return now - last_event <= window
 
 
+def run_alive(metadata: dict[str, object], hostname: str | None = None) -> bool:
+    """Whether the process of a run wrapped by ``aggregate run`` (``metadata.pid``, recorded
+    on this machine) is still alive: such a run is LIVE while it works, however long a
+    tool call keeps it silent."""
+    pid = metadata.get("pid")
+    if metadata.get("source") != "claude -p" or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    host = metadata.get("run_hostname")
+    if isinstance(host, str) and host != (hostname or socket.gethostname()):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OSError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    """What a headless run reported (``result``): all estimates from Claude Code itself."""
+
+    cost_usd: float | None = None
+    turns: int | None = None
+    tokens: int | None = None
+    api_ms: int | None = None
+    is_error: bool | None = None
+
+    @classmethod
+    def of(cls, metrics: SessionMetrics, usage: object, metadata: object = None) -> "RunFigures | None":
+        """``metadata``: a run (source "claude -p") shows its tokens before its result comes."""
+        running = isinstance(metadata, dict) and metadata.get("source") == "claude -p" and bool(usage)
+        if metrics.total_cost_usd is None and metrics.num_turns is None and not running:
+            return None  # the source reports none of it (hooks): show nothing rather than zeros
+        return cls(metrics.total_cost_usd, metrics.num_turns, total_tokens(usage), metrics.duration_api_ms,
+                   metrics.is_error)
+
+    @classmethod
+    def of_summary(cls, summary: SessionSummary) -> "RunFigures | None":
+        if summary.total_cost_usd is None and summary.num_turns is None and summary.total_tokens is None:
+            return None
+        return cls(summary.total_cost_usd, summary.num_turns, summary.total_tokens, summary.duration_api_ms)
+
+
+def run_figures(figures: RunFigures | None) -> str:
+    """ "$0.1351 est. · 6 turns · 136,477 tokens · API 29s" (empty when there is nothing to say)."""
+    if figures is None:
+        return ""
+    parts = []
+    if figures.cost_usd is not None:
+        parts.append(f"{format_cost(figures.cost_usd)} est.")
+    if figures.turns is not None:
+        parts.append(f"{figures.turns:,} turn" + ("s" if figures.turns != 1 else ""))
+    if figures.tokens is not None:
+        parts.append(f"{figures.tokens:,} tokens")
+    if figures.api_ms is not None:
+        parts.append(f"API {format_duration(figures.api_ms)}")
+    if figures.is_error:
+        parts.append("is_error")
+    return " · ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """Cost, turns and tokens summed over the sessions listed (those that report them)."""
+
+    runs: int
+    cost_usd: float
+    turns: int
+    tokens: int
+    reported: bool = True  # some run has a result (cost, turns); else only tokens counted so far
+
+    @classmethod
+    def of(cls, rows: Iterable["SessionRow"]) -> "UsageTotals | None":
+        figures = [row.figures for row in rows if row.figures is not None]
+        if not figures:
+            return None
+        return cls(
+            runs=len(figures),
+            cost_usd=sum(f.cost_usd or 0.0 for f in figures),
+            turns=sum(f.turns or 0 for f in figures),
+            tokens=sum(f.tokens or 0 for f in figures),
+            reported=any(f.cost_usd is not None or f.turns is not None for f in figures),
+        )
+
+    def label(self) -> str:
+        runs = f"{self.runs:,} run" + ("s" if self.runs != 1 else "")
+        if not self.reported:  # runs still going: no cost or turns yet, only what their messages used
+            return f"{self.tokens:,} tokens so far ({runs})"
+        turns = f"{self.turns:,} turn" + ("s" if self.turns != 1 else "")
+        return f"{format_cost(self.cost_usd)} est. · {turns} · {self.tokens:,} tokens ({runs})"
+
+
 @dataclass(frozen=True, slots=True)
 class SessionRow:
     """One session as the sessions pane lists it."""
@@ -70,6 +173,7 @@ class SessionRow:
     prompt: str
     working_directory: str | None = None
     in_memory: bool = False  # tracked by this process's aggregator (its events list grows)
+    figures: RunFigures | None = None  # a headless run's cost, turns, tokens, API time
 
     @property
     def active(self) -> bool:
@@ -95,10 +199,11 @@ def row_from_session(session: AgentSession, now: datetime, timeout_minutes: floa
         events=len(session.events),
         delegations=len(session.delegations),
         status=status,
-        live=is_live(status, session.last_event_time, now),
+        live=is_live(status, session.last_event_time, now) or (status == ACTIVE and run_alive(session.metadata)),
         prompt=one_line(session.initial_prompt),
         working_directory=session.working_directory,
         in_memory=True,
+        figures=RunFigures.of(session.metrics, session.usage, session.metadata),
     )
 
 
@@ -118,6 +223,7 @@ def row_from_summary(summary: SessionSummary, now: datetime, timeout_minutes: fl
         live=is_live(status, last, now),
         prompt=one_line(summary.initial_prompt),
         working_directory=summary.working_directory,
+        figures=RunFigures.of_summary(summary),
     )
 
 
@@ -405,6 +511,7 @@ class StatusInfo:
     follow_pid: int | None = None
     error: str | None = None
     directory: str = ""
+    usage: UsageTotals | None = None  # headless runs' cost, turns, tokens over the listed sessions
 
 
 __all__ = [
@@ -416,7 +523,11 @@ __all__ = [
     "FileRow",
     "FileTally",
     "RateMeter",
+    "RunFigures",
     "SessionRow",
+    "UsageTotals",
+    "run_alive",
+    "run_figures",
     "delegation_row",
     "delegation_rows",
     "is_live",

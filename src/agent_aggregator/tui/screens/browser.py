@@ -13,6 +13,7 @@ Everything from payloads (prompts, directories, agent names) goes through
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, ClassVar, Iterable
@@ -31,12 +32,14 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotEx
 from ...describe import display_status, one_line, project_name
 from ...model import ACTIVE, SessionSummary
 from ...timeutil import format_duration, now_utc, parse_timestamp
+from ..importing import ImportProgress, count_available, offer_text, report_text, run_import
 
 __all__ = ["BrowserScreen", "SessionTable", "FilterInput", "SORT_KEYS", "LIVE_LABEL"]
 
 LIVE_LABEL = "● LIVE"
+IMPORTED_LABEL = "imported"  # the state of a finished session read from Claude Code's transcripts
 FILTER_PLACEHOLDER = "Filter: id, project, prompt, agent, file…"
-SORT_KEYS = ("time", "events", "duration")  # t / e / d; the first press sorts descending
+SORT_KEYS = ("time", "events", "duration")  # t / n / d; the first press sorts descending
 GROUP_KEY_PREFIX = "\x1fgroup:"  # row keys of group headers (never a session id)
 PROMPT_CHARS = 200  # the most of a prompt kept per row (the column crops it with "…")
 WIDE_MIN_WIDTH = 110  # narrower: no delegations/files columns, shorter dates
@@ -52,6 +55,7 @@ _STATE_STYLES = {
     "timed_out": "yellow",
     "recovered": "magenta",
     "completed": "dim",
+    IMPORTED_LABEL: "cyan",
 }
 
 
@@ -82,6 +86,8 @@ class _Entry:
     narrow: tuple[str, ...]  # cells after the state, narrow layout
     haystack: str  # what the filter searches, casefolded
     status: str
+    machine: str = "-"  # metadata.hostname: where the session ran (issue 10)
+    machine_sort: str = "-"
     state: str = ""  # LIVE / display status, as last computed
     match: tuple[str, bool] = ("", True)  # (filter text it was computed for, result)
 
@@ -101,6 +107,11 @@ def _signature(summary: SessionSummary) -> tuple[Any, ...]:
         summary.source,
         summary.hostname,
     )
+
+
+def _imported(summary: SessionSummary) -> bool:
+    """Finished, and (partly) read from a Claude Code transcript (``aggregate import`` / ``i``)."""
+    return summary.status == "completed" and "transcript" in (summary.source or "").split("+")
 
 
 def _make_entry(summary: SessionSummary, signature: tuple[Any, ...], year: int) -> _Entry:
@@ -147,7 +158,9 @@ def _make_entry(summary: SessionSummary, signature: tuple[Any, ...], year: int) 
         ),
         narrow=(project, started_narrow, duration, events, prompt),
         haystack=haystack,
-        status=one_line(summary.status) or "unknown",
+        status=IMPORTED_LABEL if _imported(summary) else one_line(summary.status) or "unknown",
+        machine=one_line(summary.hostname) or "-",
+        machine_sort=(one_line(summary.hostname) or "-").casefold(),
     )
 
 
@@ -322,10 +335,14 @@ class BrowserScreen(Screen[str | None]):
         Binding("escape", "close", "Back", id="sessions.close", tooltip="Back to the live panes."),
         Binding("s", "close", "Back", show=False, id="sessions.close-s", tooltip="Back to the live panes."),
         Binding("slash", "focus_filter", "Filter", id="sessions.filter", tooltip="Filter by id, project, prompt, agent."),
-        Binding("t", "sort('time')", "Time", id="sessions.sort-time", tooltip="Sort by start time (again: reverse)."),
-        Binding("e", "sort('events')", "Events", id="sessions.sort-events", tooltip="Sort by event count (again: reverse)."),
-        Binding("d", "sort('duration')", "Duration", id="sessions.sort-duration", tooltip="Sort by duration (again: reverse)."),
+        Binding("t", "sort('time')", "Time", id="sessions.sort-time", show=False, tooltip="Sort by start time (again: reverse)."),
+        Binding("n", "sort('events')", "Events", id="sessions.sort-events", show=False, tooltip="Sort by event count (again: reverse)."),
+        Binding("d", "sort('duration')", "Duration", id="sessions.sort-duration", show=False, tooltip="Sort by duration (again: reverse)."),
         Binding("g", "toggle_group", "Group", id="sessions.group", tooltip="Group sessions by project."),
+        Binding("i", "import_transcripts", "Import", id="sessions.import", show=False,  # footer fits 80 columns; in ? help
+                tooltip="Import Claude Code's transcripts as sessions."),
+        Binding("e", "export", "Export", id="sessions.export", show=False, tooltip="Write the session under the cursor to a file."),
+        Binding("r", "replay", "Replay", id="sessions.replay", tooltip="Play the session under the cursor back."),
     ]
 
     def __init__(
@@ -349,7 +366,10 @@ class BrowserScreen(Screen[str | None]):
         self.sort_key = "time"
         self.sort_descending = True
         self.grouped = False
+        self.group_by = "project"  # or "machine" (g cycles: project, machine when several, flat)
         self.filter_text = ""
+        self._machines: set[str] = set()  # distinct machines among the sessions
+        self._multi: bool | None = None  # the machine column is shown (more than one machine)
         self._entries: dict[str, _Entry] = {}
         self._live: set[str] = set()
         self._dirty: set[str] = set()  # sessions whose cells may have changed since the last sync
@@ -359,6 +379,8 @@ class BrowserScreen(Screen[str | None]):
         self._view: tuple[Any, ...] | None = None  # (filter, sort, order, grouped, width) last synced
         self._shown_count = 0
         self._filter_timer: Timer | None = None
+        self.transcripts: tuple[int, str] | None = None  # (count, where) once the background count is done
+        self.importing = False
 
     # -- public -------------------------------------------------------------------------
 
@@ -411,11 +433,13 @@ class BrowserScreen(Screen[str | None]):
         yield Static(id="browser-header")
         yield FilterInput(placeholder=FILTER_PLACEHOLDER, id="browser-filter", compact=True)
         yield Static(id="browser-empty")
+        yield ImportProgress(id="browser-import")
         yield SessionTable(id="browser-table")
         yield Footer()
 
     def on_mount(self) -> None:
         self.refresh_rows()
+        self.run_worker(self._count_transcripts, thread=True, group="transcripts", exit_on_error=False)
 
     def on_resize(self) -> None:
         if self.is_mounted:
@@ -424,12 +448,77 @@ class BrowserScreen(Screen[str | None]):
     # -- actions ------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("focus_filter", "sort", "toggle_group") and not self._entries:
+        if action in ("focus_filter", "sort", "toggle_group", "export", "replay") and not self._entries:
             return None  # shown dimmed: nothing to filter or sort yet
+        if action == "import_transcripts":
+            return not self.importing and bool(self.transcripts and self.transcripts[0])
         return True
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    # -- importing transcripts (tui/importing.py) ---------------------------------------
+
+    def _count_transcripts(self) -> None:
+        found = count_available()
+        self.app.call_from_thread(self._counted, found)
+
+    def _counted(self, found: tuple[int, str]) -> None:
+        self.transcripts = found
+        if self.is_mounted:
+            self.refresh_bindings()
+            self._update_header()
+
+    def action_import_transcripts(self) -> None:
+        if self.importing:
+            return
+        self.importing = True
+        self.refresh_bindings()
+        self.query_one(ImportProgress).start()
+        self.run_worker(self._import_worker, thread=True, group="import", exit_on_error=False,
+                        description="Importing Claude Code transcripts")
+
+    def _import_worker(self) -> None:
+        app = self.app
+        cancel = threading.Event()
+        try:
+            report = run_import(app, lambda done, total, label: app.call_from_thread(self._progress, done, total, label),
+                                cancel)
+        except Exception as error:  # noqa: BLE001 - shown to the user, never a crash of the UI
+            app.call_from_thread(self._imported, None, one_line(str(error)) or type(error).__name__)
+        else:
+            app.call_from_thread(self._imported, report, None)
+
+    def _progress(self, done: int, total: int, label: str) -> None:
+        if self.is_mounted:
+            self.query_one(ImportProgress).advance(done, total, label)
+
+    def _imported(self, report: Any, error: str | None) -> None:
+        self.importing = False
+        if self.is_mounted:
+            self.query_one(ImportProgress).finish()
+            self.refresh_bindings()
+        if error is not None:
+            self.app.notify(f"Import failed: {error}", title="Import", severity="error", timeout=10, markup=False)
+        else:
+            self.app.notify(report_text(report), title="Import", timeout=8, markup=False)
+        poll = getattr(self.app, "poll_store", None)
+        if callable(poll):
+            poll()  # the listing picks the new sessions up; the browser refreshes from it
+
+    def action_export(self) -> None:
+        from .export import ExportScreen, saved_target
+
+        session_id = self.selected_id
+        entry = self._entries.get(session_id) if session_id is not None else None
+        if entry is not None:
+            self.app.push_screen(ExportScreen(saved_target(self.app, entry.summary)))
+
+    def action_replay(self) -> None:
+        from .replay import open_replay
+
+        if self.selected_id is not None and self.selected_id in self._entries:
+            open_replay(self.app, self.selected_id)  # type: ignore[arg-type]
 
     def action_focus_filter(self) -> None:
         self.query_one(FilterInput).focus()
@@ -445,7 +534,13 @@ class BrowserScreen(Screen[str | None]):
         self._apply()
 
     def action_toggle_group(self) -> None:
-        self.grouped = not self.grouped
+        """Flat -> by project -> by machine (only with sessions from several machines) -> flat."""
+        if not self.grouped:
+            self.grouped, self.group_by = True, "project"
+        elif self.group_by == "project" and len(self._machines) > 1:
+            self.group_by = "machine"
+        else:
+            self.grouped, self.group_by = False, "project"
         self._apply()
 
     # -- events -------------------------------------------------------------------------
@@ -517,6 +612,7 @@ class BrowserScreen(Screen[str | None]):
             entries[sid] = entry
         if len(entries) != len(old) or any(sid not in old for sid in entries):
             self._members_changed = True
+        self._machines = {entry.machine_sort for entry in entries.values()}
         self._entries = entries
         self._live = live
 
@@ -544,33 +640,41 @@ class BrowserScreen(Screen[str | None]):
         else:
             entries.sort(key=lambda e: (e.start_ts, e.summary.session_id), reverse=reverse)
         if self.grouped:
-            entries.sort(key=lambda e: e.project_sort)  # stable: keeps the chosen order in a group
+            by_machine = self.group_by == "machine"
+            # stable: keeps the chosen order in a group
+            entries.sort(key=(lambda e: e.machine_sort) if by_machine else (lambda e: e.project_sort))
         return entries
 
     # -- table --------------------------------------------------------------------------
 
     @staticmethod
-    def _columns(wide: bool) -> list[tuple[str, int]]:
-        """(key, fixed width) per column, in order; the prompt's width is set to fill."""
+    def _columns(wide: bool, machine: bool = False) -> list[tuple[str, int]]:
+        """(key, fixed width) per column, in order; the prompt's width is set to fill.
+        ``machine``: sessions come from several machines, so each row says which."""
         columns = [("state", 9), ("project", 20 if wide else 14), ("started", 16 if wide else 11), ("duration", 8), ("events", 6)]
+        if machine:
+            columns.insert(2, ("machine", 16 if wide else 10))
         if wide:
             columns += [("delegations", 11), ("files", 5)]
         columns.append(("prompt", 10))
         return columns
 
     def _prompt_width(self, table: SessionTable, wide: bool, width: int) -> int:
-        columns = self._columns(wide)
+        columns = self._columns(wide, bool(self._multi))
         used = sum(size for key, size in columns if key != "prompt") + 2 * table.cell_padding * len(columns)
         return max(10, width - used - 2)  # 2: the vertical scrollbar
 
     @staticmethod
-    def _session_cells(plain: tuple[str, ...]) -> list[Text]:
+    def _session_cells(plain: tuple[str, ...], machine: bool = False) -> list[Text]:
         state = plain[0]
         cells = [
             Text(state, style=_STATE_STYLES.get(state, ""), no_wrap=True, overflow="ellipsis"),
             Text(plain[1], style="bold", no_wrap=True, overflow="ellipsis"),
-            Text(plain[2], no_wrap=True, overflow="ellipsis"),
         ]
+        if machine:  # the machine column, after the project
+            cells.append(Text(plain[2], style="cyan", no_wrap=True, overflow="ellipsis"))
+            plain = plain[1:]
+        cells.append(Text(plain[2], no_wrap=True, overflow="ellipsis"))
         for value in plain[3:-1]:  # duration, events (, delegations, files): right-aligned
             cells.append(Text(value, justify="right", style="dim" if value == "-" else "", no_wrap=True))
         cells.append(Text(plain[-1], no_wrap=True, overflow="ellipsis"))
@@ -595,23 +699,32 @@ class BrowserScreen(Screen[str | None]):
 
         A session that did not change keeps the tuple the table already holds.
         """
-        width = len(self._columns(wide))
+        multi = bool(self._multi)
+        width = len(self._columns(wide, multi))
         shown = self._shown.plain
         dirty = self._dirty
         rows: list[tuple[str, tuple[str, ...], bool]] = []
         counts: dict[str, int] = {}
+        by_machine = self.group_by == "machine"
+        prefix = GROUP_KEY_PREFIX + ("@" if by_machine else "")  # machine headers never reuse a project's row
+
+        def group_of(entry: _Entry) -> str:
+            return entry.machine_sort if by_machine else entry.project_sort
+
         if self.grouped:
             for entry in visible:
-                counts[entry.project_sort] = counts.get(entry.project_sort, 0) + 1
+                counts[group_of(entry)] = counts.get(group_of(entry), 0) + 1
         current: str | None = None
         for entry in visible:
-            if self.grouped and entry.project_sort != current:
-                current = entry.project_sort
-                rows.append((GROUP_KEY_PREFIX + current, self._group_plain(entry.project, counts[current], width), True))
+            if self.grouped and group_of(entry) != current:
+                current = group_of(entry)
+                label = entry.machine if by_machine else entry.project
+                rows.append((prefix + current, self._group_plain(label, counts[current], width), True))
             sid = entry.summary.session_id
             plain = shown.get(sid) if sid not in dirty else None
             if plain is None:
-                plain = (entry.state, *(entry.wide if wide else entry.narrow))
+                cells = entry.wide if wide else entry.narrow
+                plain = (entry.state, cells[0], entry.machine, *cells[1:]) if multi else (entry.state, *cells)
             rows.append((sid, plain, False))
         return rows
 
@@ -631,13 +744,16 @@ class BrowserScreen(Screen[str | None]):
         table = self.query_one(SessionTable)
         width = table.size.width or self.size.width or self.app.size.width
         wide = width >= WIDE_MIN_WIDTH
-        view = (self.filter_text.strip().casefold(), self.sort_key, self.sort_descending, self.grouped, width)
+        view = (self.filter_text.strip().casefold(), self.sort_key, self.sort_descending, self.grouped,
+                self.group_by, width)
         if view == self._view and not self._dirty and not self._members_changed:
             return  # nothing changed: leave the table alone
         cursor_key = self._cursor_key()
         cursor_index = table.cursor_row
         with self.app.batch_update():
-            if wide != self._wide:
+            multi = len(self._machines) > 1
+            if wide != self._wide or multi != self._multi:
+                self._multi = multi
                 self._rebuild_columns(table, wide)
             table.set_column_width("prompt", self._prompt_width(table, wide, width))
             visible = self._visible()
@@ -653,7 +769,7 @@ class BrowserScreen(Screen[str | None]):
         table.clear(columns=True)
         self._shown = _Shown()
         table.group_keys = set()
-        for key, size in self._columns(wide):
+        for key, size in self._columns(wide, bool(self._multi)):
             label = Text(key, justify="right" if key in NUMERIC_COLUMNS else "left")
             table.add_column(label, key=key, width=size)
         self._wide = wide
@@ -678,7 +794,7 @@ class BrowserScreen(Screen[str | None]):
             old = shown.plain.get(key)
             if old == plain:
                 continue
-            cells = self._group_cells(plain) if is_group else self._session_cells(plain)
+            cells = self._group_cells(plain) if is_group else self._session_cells(plain, bool(self._multi))
             if old is None:
                 table.add_row(*cells, key=key)
                 order_now.append(key)
@@ -725,12 +841,17 @@ class BrowserScreen(Screen[str | None]):
         header.append(" · sort: ")
         header.append(f"{self.sort_key} {'↓' if self.sort_descending else '↑'}", style="bold")
         if self.grouped:
-            header.append(" · by project", style="bold")
+            header.append(f" · by {self.group_by}", style="bold")
+        if len(self._machines) > 1:
+            header.append(f" · {len(self._machines)} machines")
         self.query_one("#browser-header", Static).update(header)
 
         if total == 0:
             where = f" in {_home_short(self._directory)}" if self._directory else ""
             message = Text(f"No saved sessions yet{where}. Sessions appear here as agents work.")
+            if self.transcripts and self.transcripts[0]:
+                message.append("\n\n")
+                message.append_text(offer_text(*self.transcripts))
         elif self._shown_count == 0:
             message = Text("No session matches “")
             message.append(one_line(self.filter_text), style="bold")

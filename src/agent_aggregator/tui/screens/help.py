@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Iterable
 
 from rich.table import Table
 from rich.text import Text
+from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
@@ -114,12 +115,22 @@ def _focus_chain(app: App[Any], below: Screen[Any] | None) -> list[DOMNode]:
     return list(focused.ancestors_with_self)
 
 
+def _disabled(node: DOMNode, binding: Binding) -> bool:
+    """A binding the node's ``check_action`` turns off (False: hidden and inactive)."""
+    try:
+        name, parameters = parse_action(binding.action)[1:]
+    except Exception:  # an action string Textual could not run either
+        return False
+    return node.check_action(name, parameters) is False
+
+
 def collect_help(app: App[Any], below: Screen[Any] | None) -> list[tuple[str, list[HelpRow]]]:
     """(group, rows) for the screen ``below`` the help and the app, groups in GROUP_ORDER.
 
     The focus chain's keys are resolved as Textual does (the nearest node wins a
-    key unless a farther one binds it with priority); ``check_action`` is not
-    consulted, since the help is on top and would disable, say, a quit key.
+    key unless a farther one binds it with priority). A screen's or widget's
+    ``check_action`` drops what it disables there; the app's is not consulted,
+    since the help is on top and would disable, say, a quit key.
     """
     chain = _focus_chain(app, below)
     winners: dict[str, tuple[DOMNode, Binding]] = {}
@@ -151,6 +162,8 @@ def collect_help(app: App[Any], below: Screen[Any] | None) -> list[tuple[str, li
     for node, binding in found:
         if binding.system or not binding.description:
             continue
+        if not isinstance(node, App) and _disabled(node, binding):
+            continue  # e.g. s and r inside a replay: list only what works on this screen
         if id(node) not in builtin_cache:
             builtin_cache[id(node)] = _textual_bindings(node)
         builtin = _signature(binding) in builtin_cache[id(node)] and not isinstance(node, App)

@@ -15,7 +15,8 @@ from ``describe.one_line`` text: payloads never act as markup or escape codes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Sequence
 
@@ -44,9 +45,12 @@ from ..viewstate import (
     DelegationRow,
     FileRow,
     FileTally,
+    RunFigures,
     SessionRow,
     StatusInfo,
+    UsageTotals,
     delegation_rows,
+    run_figures,
     session_rows,
     start_label,
 )
@@ -58,8 +62,10 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_PORT = 8765  # where `aggregate install-hooks` points hooks unless told otherwise
 PANES = ("sessions", "timeline", "delegations", "files")
 PROMPT_CHARS = 80
+IMPORTANCE_STEPS: tuple[int | None, ...] = (None, 3, 5, 7, 9)  # key m cycles the timeline's minimum importance
 BROWSER_REFRESH_TICKS = 4  # the browser's rows are pulled every 4th tick (once a second)
 CELL_REFRESH_TICKS = 2  # counts in the tables change every 2nd tick (rows come and go at once)
+TAIL_PAINT_WAIT = 3.0  # seconds the load worker waits for a big session's last events to be painted
 
 
 # --- cells ------------------------------------------------------------------------------------
@@ -280,7 +286,22 @@ def status_text(info: StatusInfo) -> Text:
     text.append("  │  ", style="dim")
     text.append(f"{info.total:,}", style="bold")
     text.append(" events captured" if info.mode != FOLLOWER else " events seen", style="dim")
+    if info.usage is not None:  # headless runs listed: what they cost, by Claude Code's estimate
+        text.append("  │  ", style="dim")
+        text.append(info.usage.label(), style="bold")
     return text
+
+
+def _import_hint(text: Text) -> None:
+    """Earlier Claude Code sessions are on disk already: say how to bring them in."""
+    text.append("Past Claude Code sessions: ", style="bold")
+    text.append("press ")
+    text.append("s", style="bold")
+    text.append(", then ")
+    text.append("i", style="bold")
+    text.append(" to import the transcripts in ~/.claude/projects (or run ")
+    text.append("aggregate import", style="bold cyan")
+    text.append(").\n\n")
 
 
 def waiting_text(info: StatusInfo) -> Text:
@@ -293,7 +314,8 @@ def waiting_text(info: StatusInfo) -> Text:
         text.append(" and none is there. This window was started with --no-connect, so it does not capture.\n\n")
         text.append("Run ")
         text.append("aggregate tui", style="bold")
-        text.append(" without --no-connect to capture and watch live sessions.\n")
+        text.append(" without --no-connect to capture and watch live sessions.\n\n")
+        _import_hint(text)
         return text
     if info.mode == FAILED_MODE:
         text.append("Not capturing\n\n", style="bold red")
@@ -318,6 +340,7 @@ def waiting_text(info: StatusInfo) -> Text:
     text.append("  • A standalone hub: ", style="bold")
     text.append("aggregate serve", style="bold cyan")
     text.append(" (then the hooks post to it and this window listens).\n\n")
+    _import_hint(text)
     text.append("Saved sessions are read from ", style="dim")
     text.append(one_line(info.directory), style="dim bold")
     text.append("; press ", style="dim")
@@ -362,20 +385,39 @@ class LiveScreen(Screen[None]):
                 tooltip="Clear the timeline search"),
         Binding("c", "categories", "Categories", id="timeline.categories",
                 tooltip="Choose which event categories the timeline shows"),
+        Binding("m", "min_importance", "Min importance", show=False, id="timeline.importance",
+                tooltip="Show only events rated at least N (SSE sources rate 2..9): any, 3, 5, 7, 9 in turn"),
         Binding("f", "toggle_follow", "Follow", id="timeline.follow",
                 tooltip="Keep the timeline on the newest event (scrolling up stops following)"),
         Binding("s", "browse", "Browse", id="sessions.browse",
                 tooltip="Browse every saved session: sort, filter, group; enter opens one here"),
+        Binding("e", "export", "Export", id="sessions.export", show=False,  # footer fits 80 columns; in ? help
+                tooltip="Write the shown session (or the events the timeline's filter matches) to a file"),
+        Binding("r", "replay", "Replay", id="sessions.replay", show=False,
+                tooltip="Play the shown session back: play/pause, step, seek, speed"),
     ]
 
     class SessionLoaded(Message):
-        """A saved session finished loading (or failed to) in the load worker."""
+        """A saved session finished loading (or failed to) in the load worker.
 
-        def __init__(self, session_id: str, session: AgentSession | None, error: str | None = None) -> None:
+        ``partial``: only its last events so far (a big file); the whole one follows.
+        """
+
+        def __init__(
+            self,
+            session_id: str,
+            session: AgentSession | None,
+            error: str | None = None,
+            *,
+            partial: bool = False,
+            painted: threading.Event | None = None,
+        ) -> None:
             super().__init__()
             self.session_id = session_id
             self.session = session
             self.error = error
+            self.partial = partial
+            self.painted = painted  # set once the partial session is on screen (or was not wanted)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -474,6 +516,9 @@ class LiveScreen(Screen[None]):
             self._file_rows = self._tally.rows()
         self._rows = rows
         info = app.status_info()
+        usage = UsageTotals.of(rows)
+        if usage is not None:
+            info = replace(info, usage=usage)
         timeline = self.query_one(Timeline)
         with app.batch_update():
             if self.has_class("-waiting") == bool(rows):
@@ -496,6 +541,11 @@ class LiveScreen(Screen[None]):
 
     def _sync_sessions(self, rows: list[SessionRow], now: datetime, *, cells: bool = True) -> None:
         table = self.query_one("#sessions", DataTable)
+        # A key press may have moved the cursor while its RowHighlighted message is still queued:
+        # take the user's row first, or the put_cursor below would snap it back and lose the key.
+        moved_to = cursor_key(table)
+        if moved_to is not None and moved_to != self.selected_id and self.selected_id in table.rows:
+            self.select_session(moved_to)
         sync_table(table, [(row.session_id, session_cells(row, now)) for row in rows], self._shown.sessions, cells=cells)
         if self.selected_id is None or self.selected_id not in table.rows:
             if rows:
@@ -527,7 +577,7 @@ class LiveScreen(Screen[None]):
         active = sum(1 for row in rows if row.active)
         self._title("#sessions", f"1 Sessions ({len(rows):,})", f"{live_count} live · {active} open" if active else "")
         current = self.current
-        if self.loading is not None:
+        if self.loading is not None and current is None:
             title, subtitle = f"2 Timeline · loading {self.loading[:8]}…", ""
         elif current is None:
             title, subtitle = "2 Timeline", ""
@@ -537,12 +587,20 @@ class LiveScreen(Screen[None]):
                 project = one_line(current.session_id[:8])
             matching, total = timeline.matching_count, timeline.total_count
             counted = f"{total:,} events" if matching == total else f"{matching:,} of {total:,} events"
+            if self.loading is not None:  # a big session's last events, the rest still loading
+                counted = f"last {counted} of {current.metrics.total_events or len(current.events):,}, loading…"
             title = f"2 Timeline · {truncate(project, 30)} · {counted}"
             parts = []
+            with self.aggregate_app.reading():
+                figures = run_figures(RunFigures.of(current.metrics, current.usage, current.metadata))
+            if figures:  # a headless run: cost, turns, tokens, API time (estimates)
+                parts.append(figures)
             if timeline.search:
                 parts.append(f"search: {truncate(one_line(timeline.search), 24)}")
             if timeline.categories is not None:
                 parts.append(f"categories: {len(timeline.categories)} of {len(CATEGORIES)}")
+            if timeline.min_importance is not None:
+                parts.append(f"importance ≥ {timeline.min_importance}")
             parts.append("following" if timeline.follow else "paused (f follows)")
             subtitle = " · ".join(parts)
         self._title("#timeline-pane", title, subtitle)
@@ -557,8 +615,9 @@ class LiveScreen(Screen[None]):
             return
         self._titles[selector] = (title, subtitle)
         widget = self.query_one(selector)
-        widget.border_title = title
-        widget.border_subtitle = subtitle
+        # Text, not str: Textual parses a str title as markup, and titles carry project names
+        widget.border_title = Text(title)
+        widget.border_subtitle = Text(subtitle)
 
     def _refresh_browser(self) -> None:
         """The browser (when it is on top) pulls its rows when the listing changed or sessions are live."""
@@ -603,8 +662,16 @@ class LiveScreen(Screen[None]):
         worker = get_current_worker()
         if worker.is_cancelled:
             return
+        def show_tail(tail: AgentSession) -> None:
+            if worker.is_cancelled:
+                return
+            painted = threading.Event()
+            self.post_message(self.SessionLoaded(session_id, tail, partial=True, painted=painted))
+            # Decoding the rest holds the GIL in long stretches: let the tail reach the screen first.
+            painted.wait(TAIL_PAINT_WAIT)
+
         try:
-            session = self.aggregate_app.load_session(session_id)
+            session = self.aggregate_app.load_session(session_id, on_tail=show_tail)
         except Exception as error:  # noqa: BLE001 - shown, never raised into the UI
             self.post_message(self.SessionLoaded(session_id, None, one_line(str(error)) or type(error).__name__))
             return
@@ -612,11 +679,20 @@ class LiveScreen(Screen[None]):
             self.post_message(self.SessionLoaded(session_id, session))
 
     def on_live_screen_session_loaded(self, message: SessionLoaded) -> None:
+        if message.partial:  # the last events first: painted now, the whole session replaces them
+            painted = message.painted or threading.Event()
+            if message.session_id == self.selected_id == self.loading and message.session is not None:
+                self._show(message.session, live=False)
+                self.refresh_view()
+                self.call_after_refresh(painted.set)
+            else:
+                painted.set()
+            return
         if message.session_id != self.selected_id:
             return  # the user moved on meanwhile
         self.loading = None
         if message.session is None:
-            self.notify(f"Cannot open session {message.session_id}: {message.error}", severity="error")
+            self.notify(f"Cannot open session {message.session_id}: {message.error}", severity="error", markup=False)
             self._show(None, live=False)
         else:
             self._show(message.session, live=False)
@@ -694,7 +770,9 @@ class LiveScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While waiting for the first session only browse / help / quit make sense (the footer says so)."""
-        if self.has_class("-waiting") and action in ("focus_pane", "search", "clear_search", "categories", "toggle_follow"):
+        if self.has_class("-waiting") and action in (
+            "focus_pane", "search", "clear_search", "categories", "min_importance", "toggle_follow", "export", "replay"
+        ):
             return False
         return True
 
@@ -707,6 +785,17 @@ class LiveScreen(Screen[None]):
         timeline = self.query_one(Timeline)
         timeline.toggle_follow()
         self._update_titles(self._rows)
+
+    def action_min_importance(self) -> None:
+        """The next minimum importance (none, 3, 5, 7, 9, none ...), as ``view --min-importance``."""
+        timeline = self.query_one(Timeline)
+        steps = IMPORTANCE_STEPS
+        current = timeline.min_importance
+        timeline.min_importance = steps[(steps.index(current) + 1) % len(steps) if current in steps else 0]
+        shown = "every event" if timeline.min_importance is None else f"events rated {timeline.min_importance} or more"
+        self.notify(f"Timeline: {shown}", timeout=3)
+        self._update_titles(self._rows)
+        self.refresh_view()
 
     def action_categories(self) -> None:
         from .category import CategoryFilterScreen
@@ -723,6 +812,24 @@ class LiveScreen(Screen[None]):
             self.refresh_view()
 
         self.app.push_screen(CategoryFilterScreen(timeline.categories, counts), apply)
+
+    def action_export(self) -> None:
+        from .export import ExportScreen, live_target
+
+        if self.current is None:
+            self.notify("No session is shown yet: pick one in the sessions pane.", severity="warning")
+            return
+        self.app.push_screen(ExportScreen(live_target(self.app, self.current, self.query_one(Timeline))))
+
+    def action_replay(self) -> None:
+        from .replay import open_replay
+
+        if self.current is None:
+            self.notify("No session is shown yet: pick one in the sessions pane.", severity="warning")
+            return
+        # While a big session is still loading, ``current`` holds only its last events: load it whole.
+        whole = self.current if self.loading is None else None
+        open_replay(self.app, self.current.session_id, whole)  # type: ignore[arg-type]
 
     def action_browse(self) -> None:
         from .browser import BrowserScreen

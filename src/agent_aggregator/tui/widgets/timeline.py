@@ -211,6 +211,7 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         self._cursor = -1  # row of the highlighted event, -1 when there are no rows
         self._follow = False
         self._categories: frozenset[str] | None = None
+        self._min_importance: int | None = None  # SSE events' rating (data.importance) at least this
         self._search = ""
         self._needle = ""  # the search, lower-cased
         self._haystack: list[str | None] = []  # event index -> lower-cased line text, on demand
@@ -293,6 +294,18 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
             self._refilter()
 
     @property
+    def min_importance(self) -> int | None:
+        """Show only events rated at least this (``data.importance``, as ``aggregate view
+        --min-importance``: unrated events are hidden too); ``None`` shows all."""
+        return self._min_importance
+
+    @min_importance.setter
+    def min_importance(self, value: int | None) -> None:
+        if value != self._min_importance:
+            self._min_importance = value
+            self._refilter()
+
+    @property
     def search(self) -> str:
         """Case-insensitive text the line must contain ("" shows all)."""
         return self._search
@@ -341,6 +354,22 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         return self._seen < self._total
 
     @property
+    def filter_active(self) -> bool:
+        """A category filter or a search narrows the shown events."""
+        return self._filter_active()
+
+    def matching_events(self) -> list[SessionEvent]:
+        """The events the filter matches, in order, as a new list (what an export of
+        "the filtered events" writes). A filter still being applied is finished first."""
+        if self.filtering:
+            self._scan(None)
+            self._advance()
+        events = self._events
+        if self._rows is None:
+            return list(events[: self._total])
+        return [events[index] for index in self._rows]
+
+    @property
     def cursor_row(self) -> int:
         """Row of the cursor (-1 with no rows)."""
         return self._cursor
@@ -358,6 +387,8 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         if self._categories is not None:
             names = ", ".join(sorted(self._categories)) or "none"
             parts.append(f"category {names}")
+        if self._min_importance is not None:
+            parts.append(f"importance ≥ {self._min_importance}")
         if self._needle:
             parts.append(f'search "{one_line(self._search)}"')
         return f"No events match {' and '.join(parts)}" if parts else "No events"
@@ -365,12 +396,16 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
     # --- rows -----------------------------------------------------------------------
 
     def _filter_active(self) -> bool:
-        return self._categories is not None or bool(self._needle)
+        return self._categories is not None or bool(self._needle) or self._min_importance is not None
 
     def _matches(self, index: int) -> bool:
         event = self._events[index]
         if self._categories is not None and event.category not in self._categories:
             return False
+        if self._min_importance is not None:
+            rating = event.data.get("importance")
+            if not isinstance(rating, (int, float)) or isinstance(rating, bool) or rating < self._min_importance:
+                return False
         if self._needle:
             return self._needle in self._search_text(index)
         return True
