@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import jsonio
 from .errors import ConnectionError
+from .loopcall import call_in_loop
 from .timeutil import format_timestamp, now_utc, parse_timestamp
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -260,20 +261,8 @@ class AggregatorRuntime:
     def request_stop(self) -> None:
         """Ask ``run_until_stopped()`` to finish. Safe from any thread, before or while it runs."""
         self._stop_requested = True
-        loop, event = self._loop, self._stop_event
-        if loop is None or event is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            event.set()
-        else:
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # closed meanwhile
-                pass
+        if self._stop_event is not None:
+            call_in_loop(self._loop, self._stop_event.set)
 
     def run_in_thread(self) -> None:
         """Thread target: a fresh event loop running ``run_until_stopped()``; failures land in ``error``."""

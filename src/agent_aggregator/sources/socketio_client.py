@@ -48,6 +48,23 @@ EventCallback = Callable[[str | None, Any], None]
 StateCallback = Callable[[str], None]
 
 
+class StateReporting:
+    """``state`` plus an optional ``on_state`` callback, shared by the reconnecting sources."""
+
+    state: str
+    on_state: StateCallback | None
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:  # noqa: BLE001 - a display callback must not stop the source
+                log.debug("state callback failed", exc_info=True)
+
+
 def backoff_delay(attempt: int, *, initial: float = BACKOFF_INITIAL, cap: float = BACKOFF_MAX,
                   rng: Callable[[], float] = random.random) -> float:
     """The wait before retry number ``attempt`` (1-based): initial * 2^(attempt-1), capped, jittered down."""
@@ -117,7 +134,7 @@ def _explain(error: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-class SocketIOSource:
+class SocketIOSource(StateReporting):
     """A resilient Socket.IO listener feeding ``on_event(event_name, payload)``."""
 
     def __init__(
@@ -359,15 +376,6 @@ class SocketIOSource:
         except Exception:  # noqa: BLE001 - closing a dead link may fail in many ways
             log.debug("disconnect failed", exc_info=True)
 
-    def _set_state(self, state: str) -> None:
-        if state == self.state:
-            return
-        self.state = state
-        if self.on_state is not None:
-            try:
-                self.on_state(state)
-            except Exception:  # noqa: BLE001
-                log.debug("state callback failed", exc_info=True)
 
 
 def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:

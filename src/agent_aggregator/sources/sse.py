@@ -29,6 +29,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any, Callable
 
+from ..loopcall import call_in_loop
 from ..normalize_sse import StreamContext
 from ..timeutil import now_utc
 from .socketio_client import (
@@ -38,6 +39,8 @@ from .socketio_client import (
     CONNECTING,
     DISCONNECTED,
     RETRYING,
+    StateCallback,
+    StateReporting,
     backoff_delay,
     describe_error,
 )
@@ -49,10 +52,9 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 90.0  # mnemosyne sends a keep-alive comment about every 15 s; silence this long is a dead link
 
 EventCallback = Callable[[str | None, Any], None]
-StateCallback = Callable[[str], None]
 
 
-class SSESource:
+class SSESource(StateReporting):
     """A resilient SSE listener feeding ``on_event(event_name, payload)``."""
 
     def __init__(
@@ -139,20 +141,8 @@ class SSESource:
     def stop(self) -> None:
         """Ask ``run()`` to return. Safe from any thread, before or during run()."""
         self._stopping = True
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._interrupt()
-        else:
-            try:
-                loop.call_soon_threadsafe(self._interrupt)
-            except RuntimeError:
-                pass
+        if self._wake is not None:
+            call_in_loop(self._loop, self._interrupt)
 
     def _interrupt(self) -> None:
         assert self._wake is not None
@@ -284,15 +274,6 @@ class SSESource:
         finally:
             self._retry_at = None
 
-    def _set_state(self, state: str) -> None:
-        if state == self.state:
-            return
-        self.state = state
-        if self.on_state is not None:
-            try:
-                self.on_state(state)
-            except Exception:  # noqa: BLE001
-                log.debug("state callback failed", exc_info=True)
 
 
 def _connect_reason(error: BaseException) -> str:
