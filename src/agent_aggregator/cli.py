@@ -909,11 +909,17 @@ def _yes_no(flag: Any) -> str:
     return "Yes" if flag else "No"
 
 
+# `start` and `tui` capture alike: the server they listen to, or where they serve the hub.
+_CAPTURE_ADDRESS_ARGS = (
+    arg("--host", metavar="HOST", help="Socket.IO server to listen to, or where to serve (default: dashboard_host)"),
+    arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
+)
+
+
 @command(
     "start",
     "capture live events into the activity directory (foreground; --daemon to detach)",
-    arg("--host", metavar="HOST", help="Socket.IO server to listen to, or where to serve (default: dashboard_host)"),
-    arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
+    *_CAPTURE_ADDRESS_ARGS,
     *_TOKEN_ARGS,
     *_QUEUE_ARGS,
     arg("--serve", action="store_true", help="run the built-in hub in this process (no other server needed)"),
@@ -1251,8 +1257,7 @@ def serve_command(ctx: Context) -> int:
 @command(
     "tui",
     "full-screen live monitor and session browser (captures like `start`, or follows a running one)",
-    arg("--host", metavar="HOST", help="Socket.IO server to listen to, or where to serve (default: dashboard_host)"),
-    arg("--port", type=_port_number, metavar="PORT", help="its port (default: dashboard_port, 8765)"),
+    *_CAPTURE_ADDRESS_ARGS,
     *_TOKEN_ARGS,
     *_QUEUE_ARGS,
     arg("--no-connect", action="store_true", help="only browse the saved sessions: no live capture"),

@@ -597,17 +597,10 @@ class AgentSession:
         The collector is paused meanwhile, as the store does: a big file is a million new
         objects at once, and collection passes over them were a third of the time.
         """
-        import gc
+        from .jsonio import gc_paused, read_json
 
-        from .jsonio import read_json
-
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gc_paused():
             return cls.from_dict(read_json(Path(filepath)))
-        finally:
-            if enabled:
-                gc.enable()
 
     def __repr__(self) -> str:
         return f"AgentSession({self.session_id!r}, status={self.status!r}, events={len(self.events)})"

@@ -130,19 +130,9 @@ class LocalSink:
         self.aggregator.handle_event(payload)
 
     def drain(self) -> None:
-        from .sources import spool
-        from .sources.hub import route
+        from .sources.hub import feed_spool
 
-        def deliver(path: str, body: dict[str, Any]) -> bool:
-            routed = route(path, body)
-            if routed is not None:
-                self.aggregator.handle_event(routed[1], routed[0])
-            return True
-
-        try:
-            spool.drain(deliver)
-        except OSError as error:
-            log.warning("cannot read the hook spool: %s", error)
+        feed_spool(self.aggregator.handle_event)
 
     def close(self) -> None:
         if self.drains:

@@ -482,21 +482,10 @@ class AggregatorRuntime:
         ``aggregate hook`` spooled, so the runtime feeds it to the aggregator itself.
         Only the directory's writer does: a follower draining it would take those
         events away from the aggregator that saves them."""
-        from .sources import spool
-        from .sources.hub import route
+        from .sources.hub import feed_spool
 
-        def deliver(path: str, body: dict[str, Any]) -> bool:
-            routed = route(path, body)
-            if routed is not None:
-                self.aggregator.handle_event(routed[1], routed[0])
-            return True
-
-        try:
-            report = spool.drain(deliver)
-        except OSError as error:
-            log.warning("cannot read the hook spool: %s", error)
-            return
-        if report.delivered:
+        report = feed_spool(self.aggregator.handle_event)
+        if report is not None and report.delivered:
             log.info("delivered %d spooled hook events", report.delivered)
 
     def status(self) -> dict[str, Any]:

@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import gc
 import logging
 import os
 import socket
 import threading
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 from . import jsonio, sessionfile
-from .jsonio import FILE_MODE, make_dirs
+from .jsonio import FILE_MODE, gc_paused, make_dirs
 from .errors import AmbiguousSessionError, SessionNotFoundError, StoreError, StoreLockedError
 from .model import ACTIVE, AgentSession, SessionEvent, SessionSummary, events_from_dicts
 from .timeutil import UTC, format_timestamp, now_utc, parse_timestamp
@@ -124,7 +122,7 @@ def _read_journal(path: Path) -> RecoveredJournal:
     header = _parse_header(lines[0])
     events: list[SessionEvent] = []
     bad = 0
-    with _gc_paused():
+    with gc_paused():
         for line in lines[1:]:
             event = _parse_event_line(line)
             if event is not None:
@@ -279,18 +277,6 @@ def _start_key(record: _Record) -> datetime:
     if moment is None or moment.tzinfo is None:
         moment = parse_timestamp(text) or _OLDEST
     return moment
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Parsing a big session allocates many objects at once; gc passes over them only cost time (DESIGN 10)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # --- the store ------------------------------------------------------------------
@@ -585,7 +571,7 @@ class SessionStore:
 
     def _write_session(self, session: AgentSession, path: Path, *, durable: bool = True) -> None:
         self._guard(path)
-        with _gc_paused():
+        with gc_paused():
             payload = jsonio.dumps(session.to_dict(), indent=True)
         try:
             jsonio.write_bytes_atomic(path, payload, durable=durable)
@@ -712,7 +698,7 @@ class SessionStore:
         try:
             session = self._load_in_parts(path, on_tail) if on_tail is not None else None
             if session is None:
-                with _gc_paused():
+                with gc_paused():
                     session = AgentSession.from_dict(jsonio.read_json(path))
         except FileNotFoundError:
             raise SessionNotFoundError(f"no session file {path}") from None
@@ -734,7 +720,7 @@ class SessionStore:
         except sessionfile.NotOurLayout:
             return None
         events: list[SessionEvent] = []
-        with _gc_paused():
+        with gc_paused():
             try:
                 tail_start, tail_raw = parts.tail_chunk()
                 session_id = parts.header.get("session_id")
@@ -770,7 +756,7 @@ class SessionStore:
 
     def _records(self) -> list[_Record]:
         """Bring the index up to date with the directory, then merge files and journals per session."""
-        with self._mutex, _gc_paused():
+        with self._mutex, gc_paused():
             stats = self._scan()
             entries = self._entries()
             changed = False

@@ -163,6 +163,23 @@ def route(path: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def feed_spool(handle_event: Callable[[dict[str, Any], str], object]) -> "spool.DrainReport | None":
+    """Deliver the hook spool straight to an aggregator's ``handle_event(payload, event_name)``,
+    routed as the hub would relay it, where no hub of ours drains it; None when it cannot be read."""
+
+    def deliver(path: str, body: dict[str, Any]) -> bool:
+        routed = route(path, body)
+        if routed is not None:
+            handle_event(routed[1], routed[0])
+        return True
+
+    try:
+        return spool.drain(deliver)
+    except OSError as error:
+        log.warning("cannot read the hook spool: %s", error)
+        return None
+
+
 def is_control_event(event_name: str | None) -> bool:
     """Socket.IO messages that are transport chatter, not agent activity (never kept in history)."""
     return event_name is not None and (event_name in CONTROL_EVENTS or event_name.startswith("dashboard:"))

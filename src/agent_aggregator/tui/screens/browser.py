@@ -33,6 +33,7 @@ from ...describe import display_status, one_line, project_name
 from ...model import ACTIVE, SessionSummary
 from ...timeutil import format_duration, now_utc, parse_timestamp
 from ..importing import ImportProgress, count_available, offer_text, report_text, run_import
+from .live import cursor_key
 
 __all__ = ["BrowserScreen", "SessionTable", "FilterInput", "SORT_KEYS", "LIVE_LABEL"]
 
@@ -729,15 +730,7 @@ class BrowserScreen(Screen[str | None]):
         return rows
 
     def _cursor_key(self) -> str | None:
-        if not self.is_mounted:
-            return None
-        table = self.query_one(SessionTable)
-        if table.row_count == 0:
-            return None
-        try:
-            return table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
-        except CellDoesNotExist:
-            return None
+        return cursor_key(self.query_one(SessionTable)) if self.is_mounted else None
 
     def _apply(self) -> None:
         """Bring the table in line with the cache and the view settings."""
