@@ -11,7 +11,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import aiohttp
 import pytest
@@ -29,6 +29,9 @@ from agent_aggregator.sources.hub import (
 )
 from agent_aggregator.sources.socketio_client import CONNECTED, SocketIOSource
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_hub import run_hub  # noqa: E402 - one way to run a hub in a test
+
 TOKEN = "t0k3n-for-tests-0123456789abcdef"
 WAIT = 20.0  # a failure guard, not a measurement
 PAYLOAD = {"hook_event_name": "UserPromptSubmit", "session_id": "sess-token-1", "prompt": "hello",
@@ -41,19 +44,6 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-def run_hub(test: Callable[[Hub], Awaitable[None]], tmp_path: Path, **options: Any) -> Hub:
-    async def body() -> Hub:
-        hub = Hub("127.0.0.1", 0, spool_directory=tmp_path / "spool", **options)
-        await hub.start()
-        try:
-            await test(hub)
-        finally:
-            await hub.stop()
-        return hub
-
-    return asyncio.run(body())
 
 
 async def post(hub: Hub, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
