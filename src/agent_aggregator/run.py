@@ -357,14 +357,17 @@ def run_command(
 
 async def _run(argv: list[str], sink: LocalSink | HubSink, summary: RunSummary, *, quiet: bool,
                out: IO[bytes], err: IO[str]) -> int:
+    loop = asyncio.get_running_loop()
+    forwarder = _SignalForwarder(loop)  # before the child exists: a signal that comes while it starts waits for it
     try:
         child = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
     except FileNotFoundError:
+        forwarder.remove()
         raise AggregatorError(f"{argv[0]}: command not found") from None
     except PermissionError:
+        forwarder.remove()
         raise AggregatorError(f"{argv[0]}: permission denied") from None
-    loop = asyncio.get_running_loop()
-    forwarded = _forward_signals(loop, child)
+    forwarder.attach(child)
     live = _LiveLine(err) if quiet and err.isatty() else None
     run_info = {"pid": child.pid, "command": list(argv), "prompt": prompt_of(argv), "hostname": socket.gethostname(),
                 "started_at": format_timestamp(now_utc())}
@@ -396,8 +399,7 @@ async def _run(argv: list[str], sink: LocalSink | HubSink, summary: RunSummary, 
     finally:
         if drainer is not None:
             drainer.cancel()
-        for number in forwarded:
-            loop.remove_signal_handler(number)
+        forwarder.remove()
     if not summary.session_ids and unparsed:  # `--output-format json` printed over several lines
         feeder.feed_line(b"".join(unparsed))
     if live is not None:
@@ -466,12 +468,38 @@ class _Feeder:
                         "pid": self.run_info["pid"]})
 
 
-def _forward_signals(loop: asyncio.AbstractEventLoop, child: asyncio.subprocess.Process) -> list[int]:
-    """Ctrl+C and friends go to the child; we keep reading until it exits."""
-    installed: list[int] = []
+class _SignalForwarder:
+    """Ctrl+C and friends go to the child; we keep reading until it exits.
 
-    def forward(number: int) -> None:
-        if number == signal.SIGINT and _terminal_sent_it_too(child.pid):
+    Installed before the child is spawned: a signal that arrives in between is held and
+    delivered as soon as the child exists, instead of killing this process with the
+    child's output still unread (and its session unrecorded)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.child: asyncio.subprocess.Process | None = None
+        self.pending: list[int] = []
+        self.installed: list[int] = []
+        for number in FORWARDED_SIGNALS:
+            try:
+                loop.add_signal_handler(number, self.forward, number)
+                self.installed.append(number)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def attach(self, child: asyncio.subprocess.Process) -> None:
+        self.child = child
+        pending, self.pending = self.pending, []
+        for number in pending:
+            self.forward(number, held=True)
+
+    def forward(self, number: int, *, held: bool = False) -> None:
+        """``held``: it came before the child existed, so no terminal gave the child a copy."""
+        child = self.child
+        if child is None:
+            self.pending.append(number)
+            return
+        if not held and number == signal.SIGINT and _terminal_sent_it_too(child.pid):
             return  # Ctrl+C: the terminal signalled its whole foreground group, the child included
         if child.returncode is None:
             try:
@@ -479,13 +507,10 @@ def _forward_signals(loop: asyncio.AbstractEventLoop, child: asyncio.subprocess.
             except ProcessLookupError:
                 pass
 
-    for number in FORWARDED_SIGNALS:
-        try:
-            loop.add_signal_handler(number, forward, number)
-            installed.append(number)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-    return installed
+    def remove(self) -> None:
+        for number in self.installed:
+            self.loop.remove_signal_handler(number)
+        self.installed = []
 
 
 def _terminal_sent_it_too(child_pid: int) -> bool:

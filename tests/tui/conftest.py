@@ -164,3 +164,57 @@ async def wait_for(condition: Callable[[], bool], pilot: Any, timeout: float = 3
         if time.monotonic() > deadline:
             raise AssertionError("condition not met within the timeout")
         await pilot.pause(0.05)
+
+
+# --- snapshots are taken of a quiet screen ----------------------------------------------------------
+
+
+def tables_measured(app: Any) -> bool:
+    """Every DataTable on the screen stack has measured its newest cells: a DataTable widens its
+    columns when it is next idle, so a screenshot taken before that clips the new text."""
+    from rich.cells import cell_len
+    from textual.widgets import DataTable
+
+    for screen in app.screen_stack:
+        for table in screen.query(DataTable):
+            for column in table.ordered_columns:
+                if not column.auto_width:
+                    continue
+                widest = max((cell_len(getattr(cell, "plain", str(cell))) for cell in table.get_column(column.key)),
+                             default=0)
+                if column.content_width < widest:
+                    return False
+    return True
+
+
+def screens_quiet(app: Any) -> bool:
+    """No live pane is waiting for its next full pass (counts are refreshed every other tick),
+    nor loading a session, and every table is measured."""
+    from agent_aggregator.tui.screens.live import LiveScreen
+
+    for screen in app.screen_stack:
+        if isinstance(screen, LiveScreen) and (screen.cells_behind or screen.loading is not None):
+            return False
+    return tables_measured(app)
+
+
+@pytest.fixture
+def snap_compare(snap_compare: Callable[..., bool]) -> Callable[..., bool]:
+    """pytest-textual-snapshot's ``snap_compare``, which first waits for ``screens_quiet``
+    (after ``run_before`` and the key presses): what is compared never depends on where the
+    4 Hz refresh or the tables' idle measuring happened to be."""
+
+    def compare(app: Any, *args: Any, press: Any = (), run_before: Any = None, **kwargs: Any) -> bool:
+        async def before(pilot: Any) -> None:
+            if run_before is not None:
+                result = run_before(pilot)
+                if inspect.isawaitable(result):
+                    await result
+            if press:
+                await pilot.press(*press)
+            await wait_for(lambda: screens_quiet(pilot.app), pilot)
+            await pilot.pause()
+
+        return snap_compare(app, *args, run_before=before, **kwargs)
+
+    return compare

@@ -165,14 +165,13 @@ def sync_table(
     their order changed; with ``cells`` the changed cells of the other rows are
     updated too (every cell update makes a DataTable render all its visible rows
     again, so counts that tick while events pour in are batched by the caller).
-    Returns whether anything changed.
+    Returns whether some rows were left showing older cells (for the next pass with ``cells``).
     """
     wanted = dict(rows)
-    changed = False
+    behind = False
     for key in [key for key in shown if key not in wanted]:
         table.remove_row(key)
         del shown[key]
-        changed = True
     columns = [column.key for column in table.ordered_columns]
     for key, row_cells in rows:
         before = shown.get(key)
@@ -183,9 +182,9 @@ def sync_table(
                 *(cell.render() for cell in rest),
                 key=key,
             )
-            changed = True
         elif before != row_cells:
             if not cells:
+                behind = True
                 continue  # keep ``shown`` as the table has it: the next full pass updates the row
             for index, (old, new) in enumerate(zip(before, row_cells)):
                 if old != new:
@@ -196,14 +195,12 @@ def sync_table(
                     )
                     grows = cell_len(new.text) > cell_len(old.text)  # only then can the column widen
                     table.update_cell(key, columns[index], value, update_width=grows)
-            changed = True
         shown[key] = row_cells
     order = [key for key, _ in rows]
     if [row.key.value for row in table.ordered_rows] != order:
         rank = {key: index for index, key in enumerate(order)}
         table.sort(columns[0], key=lambda cell: rank.get(getattr(cell, "row_key", ""), len(rank)))
-        changed = True
-    return changed
+    return behind
 
 
 def cursor_key(table: DataTable[Any]) -> str | None:
@@ -430,6 +427,7 @@ class LiveScreen(Screen[None]):
         self._tally = FileTally()
         self._file_rows: list[FileRow] = []
         self._ticks = 0
+        self.cells_behind = False  # some rows still show older counts: the next full pass updates them
         self._titles: dict[str, tuple[str, str]] = {}
         self._waiting_info: StatusInfo | None = None
         self._rows: list[SessionRow] = []  # the sessions pane as of the last refresh
@@ -528,8 +526,8 @@ class LiveScreen(Screen[None]):
                 self._waiting_info = info
                 self.query_one("#waiting", Static).update(waiting_text(info))
             full = self._ticks % CELL_REFRESH_TICKS == 0
-            self._sync_sessions(rows, now, cells=full)
-            self._sync_side(deleg, self._file_rows, cells=full)
+            behind = self._sync_sessions(rows, now, cells=full)
+            self.cells_behind = self._sync_side(deleg, self._file_rows, cells=full) or behind
             timeline.sync()
             self._update_titles(rows)
             self.query_one(StatusBar).show(info)
@@ -539,14 +537,15 @@ class LiveScreen(Screen[None]):
         if self._ticks % BROWSER_REFRESH_TICKS == 0:
             self._refresh_browser()
 
-    def _sync_sessions(self, rows: list[SessionRow], now: datetime, *, cells: bool = True) -> None:
+    def _sync_sessions(self, rows: list[SessionRow], now: datetime, *, cells: bool = True) -> bool:
         table = self.query_one("#sessions", DataTable)
         # A key press may have moved the cursor while its RowHighlighted message is still queued:
         # take the user's row first, or the put_cursor below would snap it back and lose the key.
         moved_to = cursor_key(table)
         if moved_to is not None and moved_to != self.selected_id and self.selected_id in table.rows:
             self.select_session(moved_to)
-        sync_table(table, [(row.session_id, session_cells(row, now)) for row in rows], self._shown.sessions, cells=cells)
+        behind = sync_table(table, [(row.session_id, session_cells(row, now)) for row in rows], self._shown.sessions,
+                            cells=cells)
         if self.selected_id is None or self.selected_id not in table.rows:
             if rows:
                 first = rows[0].session_id
@@ -556,20 +555,21 @@ class LiveScreen(Screen[None]):
                 self.select_session(None)
         else:
             put_cursor(table, self.selected_id)
+        return behind
 
-    def _sync_side(self, deleg: list[DelegationRow], files: list[FileRow], *, cells: bool = True) -> None:
-        sync_table(
+    def _sync_side(self, deleg: list[DelegationRow], files: list[FileRow], *, cells: bool = True) -> bool:
+        behind = sync_table(
             self.query_one("#delegations", DataTable),
             [(row.key, delegation_cells(row)) for row in deleg],
             self._shown.delegations,
             cells=cells,
         )
-        sync_table(
+        return sync_table(
             self.query_one("#files", DataTable),
             [(row.key, file_cells(row)) for row in files],
             self._shown.files,
             cells=cells,
-        )
+        ) or behind
 
     def _update_titles(self, rows: list[SessionRow]) -> None:
         timeline = self.query_one(Timeline)
