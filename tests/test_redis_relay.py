@@ -201,6 +201,14 @@ def test_message_queue_setting_is_checked_once_with_one_clear_line(tmp_path: Pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "message_queue: expected redis://HOST:PORT/N" in err and "Traceback" not in err
     assert describe_queue("redis://:s3cret@h:6379/0") == "redis://:***@h:6379/0"
+    # A refused URL is quoted in the error, its password never: a typo must not print a real secret.
+    for bad in ("redis://user:s3cret@host:notaport/0", "http://:s3cret@host/0"):
+        assert main(["serve", "--message-queue", bad, "--port", "0"]) != 0
+        err = capsys.readouterr().err
+        assert "s3cret" not in err and ":***@host" in err
+    assert main(["start", "--sse", "ftp://u:s3cret@host/x"]) != 0
+    err = capsys.readouterr().err
+    assert "s3cret" not in err and "u:***@host" in err and err.count("\n") == 1
     assert describe_queue("redis://h:6379/0") == "redis://h:6379/0"
 
 

@@ -73,8 +73,24 @@ def _source_url(value: Any) -> str:
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {_describe(value)}")
+        shown = _without_password(value) if isinstance(value, str) else value
+        raise ValueError(f"expected an http:// or https:// URL, got {_describe(shown)}")
     return text
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of any ``//user:password@`` replaced by ``***``: an error
+    message quotes what it refuses, and a mistyped URL may still carry a real secret."""
+    start = url.find("//")
+    if start < 0:
+        return url
+    end = url.find("/", start + 2)
+    end = len(url) if end < 0 else end
+    at = url.rfind("@", start + 2, end)
+    colon = url.find(":", start + 2, at) if at >= 0 else -1
+    if colon < 0:
+        return url
+    return url[: colon + 1] + "***" + url[at:]
 
 
 def _as_sources(value: Any, from_text: bool) -> tuple[SourceSpec, ...]:
@@ -360,7 +376,10 @@ def _apply(values: dict[str, Any], key: str, raw: Any, where: str, *, from_text:
     try:
         values[key] = _CHECKERS[key](raw, from_text)
     except ValueError as exc:
-        shown = "a value that is not shown" if key == "token" else _describe(raw)  # never echo a secret
+        if key == "token":  # never echo a secret
+            shown = "a value that is not shown"
+        else:
+            shown = _describe(_without_password(raw) if isinstance(raw, str) else raw)
         raise ConfigError(f"{where}: {SECTION}.{key}: {exc}, got {shown}") from None
     if key in ("token", "token_file"):  # the later layer decides, whichever of the two it gives
         values["token_file" if key == "token" else "token"] = None
