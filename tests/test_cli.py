@@ -278,6 +278,16 @@ def test_view_by_file_name_or_path(activity: Path, capsys) -> None:
     assert code == 0 and json.loads(out)["session_id"] == ID_A
 
 
+def test_view_of_a_corrupt_file_says_one_line_about_that_file_only(activity: Path, capsys) -> None:
+    (activity / "session_torn_20250812_000000.json").write_bytes(b'{"session_id": "torn", "events": [{"ti')
+    (activity / "session_other_20250812_000000.json").write_bytes(b"{worse")
+    code, out, err = run(capsys, "view", str(activity / "session_torn_20250812_000000.json"))
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "session_torn" in err and "not a readable session file" in err
+    code, out, err = run(capsys, "sessions")  # a listing still names both
+    assert code == 0 and "session_torn" in err and "session_other" in err
+
+
 def test_view_ambiguous_prefix_lists_candidates(activity: Path, capsys) -> None:
     code, out, err = run(capsys, "view", "7a91")
     assert code == 1 and out == ""

@@ -293,6 +293,7 @@ class SessionStore:
         self._lock_file: BinaryIO | None = None
         self._index: dict[str, dict[str, Any]] | None = None
         self._mutex = threading.RLock()
+        self._quiet = False  # _report() holds its warnings (see _record_at)
         self._guarded: set[Path] = set()
         self._index_dirty = False
         self._index_saved_at = float("-inf")
@@ -687,7 +688,13 @@ class SessionStore:
     def _record_at(self, path: Path) -> _Record | None:
         if path.parent.resolve() != self.directory.resolve():
             return None
-        for record in self._records():
+        with self._mutex:  # opening one file says nothing about the others: their problems wait for a listing
+            self._quiet = True
+            try:
+                records = self._records()
+            finally:
+                self._quiet = False
+        for record in records:
             if path.name in (record.final and record.final.name, record.journal and record.journal.name):
                 return record
         return None
@@ -926,7 +933,7 @@ class SessionStore:
             log.debug("index %s not written: %s", self._index_path, err)
 
     def _report(self, path: Path, problem: str) -> None:
-        if path.name in self._reported:
+        if path.name in self._reported or self._quiet:
             return
         self._reported.add(path.name)
         self.problems.append((path, problem))
