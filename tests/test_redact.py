@@ -164,6 +164,19 @@ def test_events_keep_their_identity() -> None:
     assert R.redact_event(plain) is plain
 
 
+def test_events_and_payloads_agree_on_secret_key_names() -> None:
+    """A key that names a secret without any trigger word in the text (``session_key``,
+    ``signingKey``, ``pat``, ``dsn``) is redacted on the live path exactly as in a payload."""
+    custom = Redactor(RedactionConfig(keys=["my_key"]))
+    for redactor, key in [(R, "session_key"), (R, "signingKey"), (R, "masterKey"), (R, "pat"), (R, "dsn"),
+                          (custom, "myKey")]:
+        data = {"tool_response": {"items": [{key: "abc123"}]}}
+        event = SessionEvent(timestamp="t", event_type="PostToolUse", category="tool", data=data, session_id="s")
+        expected = redactor.redact_payload(data)
+        assert expected["tool_response"]["items"][0][key] == "[REDACTED:secret_field]", key
+        assert redactor.redact_event(event).data == expected, key
+
+
 def test_configured_patterns_keys_and_allow() -> None:
     custom = Redactor(RedactionConfig(patterns=[r"ACME-[0-9]{6}", r"ticket=(\d+)"], keys=["MY_CRED"],
                                       allow=[r"sk-ant-api03-EXAMPLEEXAMPLE", "token"]))

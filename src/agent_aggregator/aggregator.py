@@ -63,6 +63,17 @@ class RecoveryReport:
         return f"{self.events} event{'s' if self.events != 1 else ''}, {lost}{torn}"
 
 
+class _Batch:
+    """What ``handle_events`` defers to the end of a batch: per session, the object and the
+    index of its first event of the batch (journal), and the sessions whose turn ended."""
+
+    __slots__ = ("journal", "snapshots")
+
+    def __init__(self) -> None:
+        self.journal: dict[str, tuple[AgentSession, int]] = {}
+        self.snapshots: dict[str, AgentSession] = {}
+
+
 class EventAggregator:
     """Captures agent events into sessions and keeps them in the activity directory."""
 
@@ -329,6 +340,63 @@ class EventAggregator:
             recorded = self.ingest(event, source=source) or recorded
         return recorded
 
+    def handle_events(self, items: Iterable[tuple[str | None, Any]]) -> int:
+        """Normalize and ingest a batch of ``(event_name, payload)`` in order; returns how many
+        were recorded. Bad payloads are counted, never raised, as in ``handle_event``.
+
+        Why: a Socket.IO client's burst costs far less as one batch. Normalizing and
+        redacting happen before the lock; then one lock, one journal ``write()`` per
+        session (after all its events of the batch are tracked) and one turn-end
+        snapshot per session. On return every recorded event is in the journal (or,
+        when writing failed, kept in memory for the retry, as for one event).
+        """
+        if not self.config.enabled:
+            for _ in items:
+                self._count_rejection(RejectedEvent("capture_disabled", ignorable=True))
+            return 0
+        received_at = self._clock()
+        redact = self.redactor.redact_event
+        prepared: list[tuple[SessionEvent, str]] = []
+        for event_name, payload in items:
+            try:
+                events = normalize_all(payload, event_name, received_at=received_at)
+            except RejectedEvent as rejection:
+                self._count_rejection(rejection)
+                continue
+            except Exception as error:  # noqa: BLE001 - one bad payload must never stop ingest
+                self._count_rejection(RejectedEvent(f"normalize_error:{type(error).__name__}", str(error)))
+                log.debug("normalize failed", exc_info=True)
+                continue
+            try:
+                source = wire_format(payload)
+                prepared.extend((redact(event), source) for event in events)
+            except Exception as error:  # noqa: BLE001 - a bug on one payload must not cost the batch
+                self._batch_error(error)
+        if not prepared:
+            return 0
+        recorded = 0
+        with self._lock:
+            batch = _Batch()
+            now = self._clock()
+            try:
+                for event, source in prepared:
+                    try:
+                        if self._record(event, source, now, batch) is not None:
+                            recorded += 1
+                    except Exception as error:  # noqa: BLE001 - as above; what was tracked is still written
+                        self._batch_error(error)
+            finally:
+                self._flush_batch(batch)
+        return recorded
+
+    def _batch_error(self, error: Exception) -> None:
+        """A bug met on one event of a batch: counted as a rejection, logged once with its traceback,
+        and the rest of the batch goes on (one call per event used to lose only that event too)."""
+        self._count_rejection(RejectedEvent(f"ingest_error:{type(error).__name__}", str(error)))
+        if f"batch:{type(error).__name__}" not in self._logged:
+            self._logged.add(f"batch:{type(error).__name__}")
+            log.error("ingesting an event failed; further failures of this kind are only counted", exc_info=error)
+
     def ingest(self, event: SessionEvent, *, source: str | None = None) -> SessionEvent | None:
         """Record an already-normalized event (replay and recovery come in here too).
 
@@ -337,29 +405,68 @@ class EventAggregator:
         """
         event = self.redactor.redact_event(event)
         with self._lock:
-            resumed = event.session_id not in self.tracker.sessions
-            session = self._session_for(event)
-            resumed = resumed and session is not None
-            if not self._captures(event):
-                session = session or self.tracker.open_session(event)
-                session.metrics.dropped_events += 1
-                return None
-            outcome = self.tracker.apply(event)
-            if outcome.duplicate:
-                if resumed:  # a replay of what was saved: leave the saved session as it was
-                    self._remember_completed(self.tracker.forget(event.session_id) or outcome.session)
-                return None
-            session = outcome.session
-            if outcome.new_session and session.metadata.get("source") is None:
-                session.metadata["source"] = source
-            self.total_events += 1
-            self._last_seen[session.session_id] = self._clock()
+            return self._record(event, source, self._clock(), None)
+
+    def _record(
+        self, event: SessionEvent, source: str | None, now: datetime, batch: _Batch | None
+    ) -> SessionEvent | None:
+        """Track one redacted event (the lock held). Without a batch it is journaled (and the
+        session saved at a turn end) at once; with one, its session's journal append and
+        snapshot wait for ``_flush_batch`` (a session that ends is flushed first)."""
+        resumed = event.session_id not in self.tracker.sessions
+        session = self._session_for(event)
+        resumed = resumed and session is not None
+        if not self._captures(event):
+            session = session or self.tracker.open_session(event)
+            session.metrics.dropped_events += 1
+            return None
+        held = len(session.events) if session is not None else 0  # where this event will land
+        outcome = self.tracker.apply(event)
+        if outcome.duplicate:
+            if resumed:  # a replay of what was saved: leave the saved session as it was
+                self._remember_completed(self.tracker.forget(event.session_id) or outcome.session)
+            return None
+        session = outcome.session
+        if outcome.new_session and session.metadata.get("source") is None:
+            session.metadata["source"] = source
+        self.total_events += 1
+        self._last_seen[session.session_id] = now
+        if batch is None:
             self._journal(session, [event])  # a new journal starts with every earlier event
             if outcome.session_ended:
                 self._complete(session)
             elif outcome.turn_ended:
                 self._save(session, final=False)
             return event
+        pending = batch.journal.get(session.session_id)
+        if pending is not None and pending[0] is not session:  # another object under this id: write it first
+            self._journal(pending[0], pending[0].events[pending[1]:])
+            pending = None
+        if pending is None:
+            batch.journal[session.session_id] = (session, held)
+        if outcome.session_ended:
+            self._flush_session(batch, session)
+            self._complete(session)
+        elif outcome.turn_ended:
+            batch.snapshots[session.session_id] = session
+        return event
+
+    def _flush_session(self, batch: _Batch, session: AgentSession) -> None:
+        """Write one session's pending journal lines (the events from its first one of the batch on)."""
+        pending = batch.journal.pop(session.session_id, None)
+        batch.snapshots.pop(session.session_id, None)
+        if pending is not None:
+            self._journal(pending[0], pending[0].events[pending[1]:])
+
+    def _flush_batch(self, batch: _Batch) -> None:
+        """Every pending journal append (one ``write()`` per session), then the turn-end snapshots."""
+        for session, start in batch.journal.values():
+            self._journal(session, session.events[start:])
+        batch.journal.clear()
+        for session_id, session in batch.snapshots.items():
+            if session.status == ACTIVE and self.tracker.sessions.get(session_id) is session:
+                self._save(session, final=False)
+        batch.snapshots.clear()
 
     def _session_for(self, event: SessionEvent) -> AgentSession | None:
         """The tracked session for an event, resuming a completed one when it continues."""

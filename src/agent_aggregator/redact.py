@@ -107,7 +107,7 @@ _TRIGGERS: tuple[tuple[str, tuple[str, ...]], ...] = (
              "private_key", "private-key", "privatekey", "signing_key", "signing-key", "encryption_key",
              "encryption-key", "secret_key")),
     ("-u", ("--user", "-u ", "-u\t")),
-    ("sk", ("sk-", "sk_")),
+    ("sk", ("sk-", "sk_live_", "sk_test_")),  # not "sk_": "task_" is in most claude-mpm payloads
     ("gh", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "gh_pat")),
     ("pwd", ()), ("secret", ()), ("auth", ()), ("cookie", ()), ("credential", ()), ("bearer", ()), ("rk_", ()),
     ("xox", ()), ("eyj", ()), ("aiza", ()), ("-----begin", ()),
@@ -328,7 +328,7 @@ class Redactor:
         if not self.config.enabled:
             return event
         data = event.data
-        if not self._payload_triggers(data):
+        if not self._payload_triggers(data) and not self._has_secret_key(data):
             return event
         redacted = self.redact_payload(data)
         if redacted is data:
@@ -336,6 +336,26 @@ class Redactor:
         from dataclasses import replace  # SessionEvent is a dataclass; no import of model here
 
         return replace(event, data=redacted)
+
+    def _has_secret_key(self, value: Any) -> bool:
+        """Whether any dict key in ``value`` names a secret: the text triggers look for values,
+        and a key such as ``session_key`` or ``signingKey`` holds no trigger word of its own.
+        Keys repeat from event to event, so ``is_secret_name``'s cache answers most of them."""
+        if isinstance(value, dict):
+            known = self._name_cache
+            for key, item in value.items():
+                secret = known.get(key) if isinstance(key, str) else False
+                if secret is None:
+                    secret = self.is_secret_name(key)
+                if secret:
+                    return True
+                if isinstance(item, (dict, list)) and self._has_secret_key(item):
+                    return True
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, (dict, list)) and self._has_secret_key(item):
+                    return True
+        return False
 
     def _payload_triggers(self, data: Any) -> bool:
         try:

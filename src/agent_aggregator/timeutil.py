@@ -37,12 +37,32 @@ def parse_timestamp(value: Any) -> datetime | None:
         return _from_epoch(float(value))
     if not isinstance(value, str):
         return None
+    cached = _PARSED.get(value)
+    if cached is not None:
+        return cached
+    parsed = _parse_text(value)
+    if parsed is not None:
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        _PARSED[value] = parsed
+    return parsed
+
+
+# Text -> parsed: one event's timestamp is parsed by normalize, the session and the tracker
+# (about 2.5 times per event on live ingest); datetimes are immutable, so the result is shared.
+_PARSED: dict[str, datetime] = {}
+_PARSED_LIMIT = 4096
+
+
+def _parse_text(value: str) -> datetime | None:
     text = value.strip()
     if not text:
         return None
-    if _looks_numeric(text):
+    # "YYYY-..." can never be a number: skip the float() attempt for the usual ISO text.
+    if not (text[4:5] == "-" and text[:4].isdigit()) and _looks_numeric(text):
         return _from_epoch(float(text))
-    text = _DOUBLE_ZONE.sub(r"\1", text)
+    if text[-1:] == "Z":
+        text = _DOUBLE_ZONE.sub(r"\1", text)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:

@@ -45,6 +45,12 @@ BACKOFF_MAX = 10.0
 JITTER = 0.2  # each delay is the nominal one minus up to 20 %, so it never exceeds the cap
 
 EventCallback = Callable[[str | None, Any], None]
+BatchCallback = Callable[[list[tuple[str | None, Any]]], None]
+BATCH_LIMIT = 500  # events handed over per on_batch call (bounds how long one call holds the aggregator)
+# How long received events wait to be handed over as one batch. The client reads one
+# packet per loop pass (python-engineio awaits each receive), so a batch "per pass" is
+# always one event; a few milliseconds gather the events of a burst.
+BATCH_DELAY = 0.005
 StateCallback = Callable[[str], None]
 
 
@@ -149,8 +155,15 @@ class SocketIOSource(StateReporting):
         backoff_max: float = BACKOFF_MAX,
         socketio_path: str = "socket.io",
         token: str | None = None,
+        on_batch: BatchCallback | None = None,
     ) -> None:
         self.url = url
+        # With on_batch, events are collected for up to BATCH_DELAY seconds (or BATCH_LIMIT
+        # events) and handed over in order as one batch instead of one call each: the
+        # aggregator then takes its lock and writes each journal once per batch.
+        self.on_batch = on_batch
+        self._pending: list[tuple[str | None, Any]] = []
+        self._flush_scheduled = False
         self.token = token or None  # presented as auth={"token": ...} (a hub that requires one)
         self._refusal: str | None = None  # why the server refused the last connect, if it said
         self.on_event = on_event
@@ -261,6 +274,7 @@ class SocketIOSource(StateReporting):
                 log.warning("lost the connection to %s; reconnecting", self.server)
                 await self._back_off()
         finally:
+            self._flush()  # whatever was received is handed over before run() returns
             self._retry_at = None
             self.connected_since = None
             if self.state != DISCONNECTED:
@@ -327,12 +341,34 @@ class SocketIOSource(StateReporting):
         self._forward(event, data)
 
     def _forward(self, event: str | None, data: Any) -> None:
+        if self.on_batch is not None:
+            self._pending.append((event, data))
+            if self._loop is None:  # fed outside run(): nothing would flush later
+                self._flush()
+            elif len(self._pending) >= BATCH_LIMIT:
+                self._flush()
+            elif not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_later(BATCH_DELAY, self._flush)
+            return
         try:
             self.on_event(event, data)
         except Exception:  # noqa: BLE001 - a consumer's bug must not drop the connection
             self.callback_errors += 1
             if self.callback_errors == 1:
                 log.exception("event callback failed (further failures are only counted)")
+
+    def _flush(self) -> None:
+        """Hand the collected events to ``on_batch``, in order, at most BATCH_LIMIT per call."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), BATCH_LIMIT):
+            try:
+                self.on_batch(pending[start : start + BATCH_LIMIT])  # type: ignore[misc]
+            except Exception:  # noqa: BLE001 - a consumer's bug must not drop the connection
+                self.callback_errors += 1
+                if self.callback_errors == 1:
+                    log.exception("event callback failed (further failures are only counted)")
 
     def _failed(self, reason: str) -> None:
         self.attempt += 1
