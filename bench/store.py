@@ -44,6 +44,11 @@ What each row measures, and why that baseline:
    against a bare ``orjson.loads`` of the file's bytes, and the store's load
    against ``json.loads``. Then ``aggregate view <id>`` as a real subprocess
    against a subprocess that only decodes the file with orjson.
+   *memory loaded*: growth of the resident set over ``SessionStore.load`` in a
+   fresh forked process, divided by R, against the event's saved JSON, as for
+   ingest: what a viewer holding the session pays. Target: under 2x.
+
+``--skip-listing`` measures parts 2 and 3 only (memory, ingest, load).
 
 In-process baselines run with the garbage collector paused, as the store does
 for its big parses. Otherwise a baseline that builds many objects mostly
@@ -430,7 +435,7 @@ def in_child(func: Callable[..., dict[str, float]], *args: Any) -> dict[str, flo
         status, value = "error", "the child exited without a result"
     child.join()
     if status != "ok":
-        raise RuntimeError(f"ingest run failed:\n{value}")
+        raise RuntimeError(f"{func.__name__} failed:\n{value}")
     return value
 
 
@@ -451,7 +456,23 @@ def bench_ingest(scratch: Path, sizes: Sizes, rows: dict[str, Row]) -> Path:
 # --- 3. load ---------------------------------------------------------------------------------------
 
 
+def load_memory_run(path: Path) -> dict[str, float]:
+    """Resident memory a loaded session holds (``SessionStore.load``, as view and the TUI load),
+    per event, in a fresh process (see ``in_child``); the decode's own garbage is freed first."""
+    gc.collect()
+    before = rss_bytes()
+    session = SessionStore(path.parent).load(path)
+    gc.collect()
+    held = rss_bytes() - before
+    count = len(session.events)
+    saved = sum(len(jsonio.dumps(event.to_dict())) for event in session.events) / count
+    return {"held": held / count, "saved": saved}
+
+
 def bench_load(path: Path, sizes: Sizes, rows: dict[str, Row]) -> None:
+    for _ in range(sizes.runs):
+        result = in_child(load_memory_run, path)
+        rows["memory_loaded"].add(result["held"], result["saved"])
     for _ in range(sizes.runs):
         gc.collect()
         store = timed(lambda: SessionStore(path.parent).load(path))
@@ -495,6 +516,8 @@ def make_rows(sizes: Sizes, command: str) -> dict[str, Row]:
         row("list_cold", f"store: SessionStore.list_sessions, {s}, no index", "s", "orjson.loads of every file"),
         row("memory", f"store: memory held per event, {e} events", "B", "the event's saved JSON",
             "< 2x", lambda ours, ratio: ratio < 2),
+        row("memory_loaded", f"store: memory held per event, {e} events loaded (view, TUI)", "B",
+            "the event's saved JSON", "< 2x", lambda ours, ratio: ratio < 2),
         row("ingest", f"store: handle_event + journal, {e} events in one session", "ev/s", "orjson.loads only",
             fast_enough, rate_met),
         row("ingest_tail", f"store: handle_event + journal, last {tail} of the {e}", "ev/s", "orjson.loads only",
@@ -516,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, help="events in the big session (default 100,000; quick 20,000)")
     parser.add_argument("--runs", type=int, help="runs (default 5; quick 3)")
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
+    parser.add_argument("--skip-listing", action="store_true",
+                        help="only memory, ingest, finalize and load (the listing rows are left unmeasured)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     sizes = Sizes(runs=args.runs or sizes.runs, sessions=args.sessions or sizes.sessions,
@@ -529,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
         session_file = bench_ingest(scratch, sizes, rows)
         size_mb = session_file.stat().st_size / 1e6
         bench_load(session_file, sizes, rows)
-        bench_listing(scratch, sizes, rows)
+        if not args.skip_listing:
+            bench_listing(scratch, sizes, rows)
     print(f"agent-aggregator store bench: {sizes.runs} runs, medians; {machine_note()};"
           f" session file {size_mb:.1f} MB; took {time.perf_counter() - began:.0f} s")
     table = list(rows.values())

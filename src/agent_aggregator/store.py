@@ -14,7 +14,6 @@ recovering a journal never needs the snapshot next to it.
 
 from __future__ import annotations
 
-import copy
 import fcntl
 import logging
 import os
@@ -59,6 +58,17 @@ Rebuild = Callable[[dict, list[SessionEvent]], AgentSession]
 def safe_id_fragment(session_id: str) -> str:
     """First 8 characters of the id, reduced to [A-Za-z0-9_-]: never a path separator or '..'."""
     return "".join(c if c in _SAFE_CHARS else "_" for c in session_id[:8]) or "unknown"
+
+
+def _name_prefixes(name: str) -> list[str]:
+    """Every ``session_<fragment>_`` a file name starts with (a fragment is 1-8 safe characters and
+    may hold "_"): may_hold() then asks a set instead of testing every name in the directory."""
+    start, found = len(FILE_PREFIX), []
+    cut = name.find("_", start + 1, start + 9)
+    while cut != -1:
+        found.append(name[: cut + 1])
+        cut = name.find("_", cut + 1, start + 9)
+    return found
 
 
 def session_file_name(session_id: str, start_time: datetime | str) -> str:
@@ -120,26 +130,28 @@ def _read_journal(path: Path) -> RecoveredJournal:
     if not lines:
         raise ValueError("empty journal")
     header = _parse_header(lines[0])
-    events: list[SessionEvent] = []
+    raws: list[dict[str, Any]] = []
     bad = 0
     with gc_paused():
         for line in lines[1:]:
-            event = _parse_event_line(line)
-            if event is not None:
-                events.append(event)
+            raw = _parse_event_line(line)
+            if raw is not None:
+                raws.append(raw)
             elif line.strip():
                 bad += 1
+        events = events_from_dicts(raws, header["session_id"])  # equal values shared, as a load does
     return RecoveredJournal(path, header, events, bad, truncated)
 
 
-def _parse_event_line(line: bytes) -> SessionEvent | None:
+def _parse_event_line(line: bytes) -> dict[str, Any] | None:
+    """One journal event line, decoded; None when it is torn, corrupt or not an event."""
     try:
         raw = jsonio.loads(line)
     except ValueError:
         return None
     if not isinstance(raw, dict) or raw.get("kind") != "event":
         return None
-    return SessionEvent.from_dict(raw)
+    return raw
 
 
 def _journal_header(session: AgentSession, final_name: str) -> dict[str, Any]:
@@ -303,7 +315,7 @@ class SessionStore:
         self._assigned: set[str] = set()
         self._adopted: dict[str, list[str]] = {}
         self._live_journals: set[str] = set()
-        self._names: list[str] | None = None  # session file names, for may_hold(); None: not read yet
+        self._names: set[str] | None = None  # name prefixes of session files, for may_hold(); None: not read yet
         # Open journals by name: open/fstat/pread/close on every append cost more than the write.
         # File objects, so a store dropped without release() still closes them when collected.
         self._journal_fds: OrderedDict[str, BinaryIO] = OrderedDict()
@@ -455,7 +467,7 @@ class SessionStore:
             self._paths[session_id] = self.directory / path.name
             self._assigned.add(path.name)
             if self._names is not None:
-                self._names.append(path.name)  # within one mtime tick the directory may look unchanged
+                self._names.update(_name_prefixes(path.name))  # within one mtime tick the directory may look unchanged
 
     def may_hold(self, session_id: str) -> bool:
         """False when no file name in the directory can belong to ``session_id`` (no name has its fragment).
@@ -473,11 +485,12 @@ class SessionStore:
                 return False
             if self._names is None or mtime_ns != self._names_mtime_ns:
                 try:
-                    self._names = [n for n in os.listdir(self.directory) if n.startswith(FILE_PREFIX)]
+                    self._names = {f for n in os.listdir(self.directory) if n.startswith(FILE_PREFIX)
+                                   for f in _name_prefixes(n)}
                 except OSError:
                     return True  # cannot tell: let the listing decide
                 self._names_mtime_ns = mtime_ns
-            return any(name.startswith(prefix) for name in self._names)
+            return prefix in self._names
 
     # -- writing --
 
@@ -492,7 +505,9 @@ class SessionStore:
                     self._close_fd(handle)
                     handle = None
                 if handle is None:
+                    mark = self._listing_mark()
                     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+                    self._own_change(mark)
                     handle = os.fdopen(fd, "r+b", buffering=0)
                     payload = self._journal_payload(fd, session, events, path)
                 else:  # ours, kept open since a write that ended with a newline
@@ -557,8 +572,10 @@ class SessionStore:
         self._write_session(session, path)
         journal = path.with_name(_stem(path.name) + JOURNAL_SUFFIX)
         self._close_journal(journal.name)
+        mark = self._listing_mark()
         try:
             journal.unlink()
+            self._own_change(mark)
         except FileNotFoundError:
             pass
         except OSError as err:
@@ -574,10 +591,36 @@ class SessionStore:
         self._guard(path)
         with gc_paused():
             payload = jsonio.dumps(session.to_dict(), indent=True)
+        mark = self._listing_mark()
         try:
             jsonio.write_bytes_atomic(path, payload, durable=durable)
         except OSError as err:
             raise StoreError(f"cannot write session file {path}: {err.strerror}") from None
+        self._own_change(mark)
+
+    def _listing_mark(self) -> int | None:
+        """The directory's mtime before a change of ours, when may_hold()'s names are current."""
+        if self._names is None:
+            return None
+        try:
+            mtime_ns = os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return None
+        return mtime_ns if mtime_ns == self._names_mtime_ns else None
+
+    def _own_change(self, mark: int | None) -> None:
+        """After a file change of ours (its name is known already, see _bind): the names stay
+        current. Without this every new session re-listed the directory (our own journal and
+        snapshot writes change its mtime), a listing per session on live ingest."""
+        if mark is None:
+            return
+        try:
+            mtime_ns = os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return
+        with self._mutex:
+            if self._names_mtime_ns == mark:
+                self._names_mtime_ns = mtime_ns
 
     def _remember(self, path: Path, session: AgentSession) -> None:
         """Index what we just wrote, so listing never re-parses our own files."""
@@ -703,7 +746,7 @@ class SessionStore:
         if path.name.endswith(JOURNAL_SUFFIX):
             return self._rebuild(path)
         try:
-            session = self._load_in_parts(path, on_tail) if on_tail is not None else None
+            session = sessionfile.read_session(path, on_tail)  # big files: in parts, faster
             if session is None:
                 with gc_paused():
                     session = AgentSession.from_dict(jsonio.read_json(path))
@@ -715,36 +758,6 @@ class SessionStore:
             raise StoreError(f"{path} is not a readable session file: {err}") from None
         self._bind(session.session_id, path)
         return session
-
-    def _load_in_parts(self, path: Path, on_tail: Callable[[AgentSession], None]) -> AgentSession | None:
-        """The tail handed to ``on_tail``, then the whole session; None when the file is not split-able.
-
-        One collector pause over the whole read: re-enabling it after each part
-        let a full collection pass over the events built so far each time.
-        """
-        try:
-            parts = sessionfile.open_parts(path)
-        except sessionfile.NotOurLayout:
-            return None
-        events: list[SessionEvent] = []
-        with gc_paused():
-            try:
-                tail_start, tail_raw = parts.tail_chunk()
-                session_id = parts.header.get("session_id")
-                tail = events_from_dicts(tail_raw, session_id if isinstance(session_id, str) else None)
-                partial = AgentSession.from_dict(parts.header, tail)
-                del tail_raw
-                on_tail(partial)
-                for chunk in parts.chunks(tail_start):
-                    events += events_from_dicts(chunk, partial.session_id)
-                    del chunk
-                    time.sleep(0)  # let a waiting thread (the viewer's) run between chunks
-            except sessionfile.NotOurLayout:
-                return None
-        whole = copy.copy(partial)  # the viewer keeps its partial one; the rest is shared, unchanged
-        events += tail
-        whole.events = events
-        return whole
 
     def _rebuild(self, journal_path: Path) -> AgentSession:
         if self.rebuild is None:

@@ -7,11 +7,13 @@ the same session from the same events (DESIGN sections 1 and 3).
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
+from .compact import compact, share_with_pre
 from .model import (
     ACTIVE,
     COMPLETED,
@@ -166,6 +168,7 @@ class SessionTracker:
         if session.status != ACTIVE:
             session.reopen()
         self._interpret(session, state, event)
+        self._settle(event)
         session.append_event(event)
         outcome = Outcome(session, event, new_session=new_session)
         if event.event_type in TURN_END_EVENTS:
@@ -303,6 +306,9 @@ class SessionTracker:
         data = event.data
         pre = state.open_tools.pop(event.correlation_id, None) if event.correlation_id else None
         if pre is not None:
+            share_with_pre(data, pre.data)  # memory: the Post's copies of the Pre's values go
+            if event.correlation_id == pre.correlation_id:
+                event.correlation_id = pre.correlation_id
             self._enrich_from_pre(event, pre)
         tool = event.tool_name
         if tool in DELEGATION_TOOLS:
@@ -321,6 +327,14 @@ class SessionTracker:
                 todos = data["tool_response"].get("newTodos")
             if isinstance(todos, list):
                 session.todos = todos
+
+    @staticmethod
+    def _settle(event: SessionEvent) -> None:
+        """An event as it will be held for the session's life: its ``data`` in a compact
+        dict, its agent id the one shared string (``compact``; about 1 us)."""
+        event.data = compact(event.data)
+        if type(event.agent_id) is str:
+            event.agent_id = sys.intern(event.agent_id)
 
     @staticmethod
     def _enrich_from_pre(post: SessionEvent, pre: SessionEvent) -> None:
