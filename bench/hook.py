@@ -16,8 +16,12 @@ Rows:
   PATH; under pyenv that is a shell shim, far slower, shown for reference).
 * ``aggregate hook``, hub up: the console script (what ``install-hooks``
   writes) posting to a tiny aiohttp server (the hub's stack) answering 202.
-* ``aggregate hook``, hub down: nothing listens, the event is spooled (spooling
-  imports json, so re and enum, which the delivered path avoids).
+* ``aggregate hook``, hub down: nothing listens, the event is spooled. It is
+  redacted first, but ``redact`` (``re``, ``enum``, its compiled rules: ~20 ms)
+  is imported only when ``redact_gate`` finds something it could redact, and the
+  line is encoded with json's C encoder without importing ``json`` (``re``).
+* the same with a payload holding a secret (a Bash command exporting a GitHub
+  token): the rare case that pays for the redaction rules; not judged.
 * the same hook started other ways, hub up: ``python -m agent_aggregator hook``
   and ``python -I -c 'from agent_aggregator.hook import run; run()'`` (no
   console-script wrapper: pip's wrapper imports ``re``, about 1.4x start-up on
@@ -101,6 +105,8 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
+SECRET_ROW = "aggregate hook, hub down, payload with a secret (redacted, spooled)"
+
 # Rows judged against the target: the hook as installed, and as typed, hub up and down.
 JUDGED = {
     "installed form (python -I -c <hook.run()>), hub up",
@@ -149,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     payload_file = work / "payload.json"
     payload_file.write_bytes(json.dumps(PAYLOAD, ensure_ascii=False, separators=(",", ":")).encode())
+    secret_file = work / "secret.json"  # same size and shape, one secret in it
+    secret_payload = {**PAYLOAD, "tool_input": {**PAYLOAD["tool_input"],
+                                                "old_string": "export GITHUB_TOKEN=ghp_" + "a1B2c3D4" * 5 + "\n"}}
+    secret_file.write_bytes(json.dumps(secret_payload, ensure_ascii=False, separators=(",", ":")).encode())
 
     plain = work / "aggregate"
     plain.write_text(f"#!{VENV_PYTHON}\nimport sys\nfrom agent_aggregator.entry import main\nsys.exit(main())\n")
@@ -169,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             (f"python3 -c pass ({python3})", [python3, "-c", "pass"]),
             ("aggregate hook, hub up", [str(AGGREGATE), "hook", "--port", str(up)]),
             ("aggregate hook, hub down (spooled)", [str(AGGREGATE), "hook", "--port", str(down)]),
+            (SECRET_ROW, [str(AGGREGATE), "hook", "--port", str(down)]),
             ("python -m agent_aggregator hook, hub up", [VENV_PYTHON, "-m", "agent_aggregator", "hook",
                                                          "--port", str(up)]),
             ("installed form (python -I -c <hook.run()>), hub up", [VENV_PYTHON, "-I", "-c", direct, "--port", str(up)]),
@@ -179,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         ]
         times: dict[str, list[float]] = {label: [] for label, _ in rows}
         for _ in range(3):  # warm-up: page cache, .pyc files
-            for _, command in rows:
-                with payload_file.open("rb") as stdin:
+            for label, command in rows:
+                with (secret_file if label == SECRET_ROW else payload_file).open("rb") as stdin:
                     subprocess.run(command, stdin=stdin, env=env, stdout=subprocess.DEVNULL, check=True)
         for _ in range(options.runs):
             for label, command in rows:
-                with payload_file.open("rb") as stdin:
+                with (secret_file if label == SECRET_ROW else payload_file).open("rb") as stdin:
                     start = time.perf_counter()
                     subprocess.run(command, stdin=stdin, env=env, stdout=subprocess.DEVNULL, check=True)
                     times[label].append(time.perf_counter() - start)
@@ -194,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
 
     spool = work / "spool" / "hooks.jsonl"
     spooled = len(spool.read_bytes().splitlines()) if spool.exists() else 0
-    expected = 3 * (3 + options.runs)  # the three hub-down rows
+    expected = 4 * (3 + options.runs)  # the four hub-down rows
+    if spool.exists() and b"ghp_a1B2" in spool.read_bytes():
+        print("the secret reached the spool: redaction is broken", file=sys.stderr)
+        return 1
     baseline = times[rows[0][0]]
     which = "aggregate serve" if options.real_hub else "a bare aiohttp handler"
     print(f"aggregate hook latency, {options.runs} rounds (payload {payload_file.stat().st_size} B,"

@@ -61,7 +61,7 @@ def test_each_bench_writes_rows_with_samples(tmp_path: Path) -> None:
         assert len(row["ours"]) == 2 and len(row["baseline"]) == 2
         assert all(value > 0 for value in row["ours"] + row["baseline"])
         assert row["command"] == "python bench/hook.py --runs 2"
-    assert "spooled lines: 15 (expected 15" in result.stdout
+    assert "spooled lines: 20 (expected 20" in result.stdout  # 4 hub-down rows x (3 warm-up + 2 runs)
 
 
 def test_run_all_refuses_an_unknown_bench() -> None:

@@ -228,6 +228,29 @@ def test_hub_down_spools_the_stamped_event(env: dict[str, str], spool_dir: Path)
     assert error_lines(spool_dir) == []
 
 
+def test_spooled_secrets_are_redacted_on_disk(env: dict[str, str], spool_dir: Path) -> None:
+    """The gate that skips redaction for clean events must still catch these (text and key names)."""
+    secret = "sk-ant-api03-" + "S3cr3tS3cr3t" * 3
+    payload = {**PAYLOAD, "tool_input": {"command": f"ANTHROPIC_API_KEY={secret} claude", "description": "run"},
+               "tool_response": {"signingKey": "abc123-signing", "session_key": "k-98765"}}
+    assert_silent_success(run_hook(json.dumps(payload).encode(), env, "--port", str(closed_port())))
+    raw = (spool_dir / "hooks.jsonl").read_text()
+    for value in (secret, "abc123-signing", "k-98765"):
+        assert value not in raw
+    body = spooled(spool_dir)[0]["body"]
+    assert body["tool_input"] == {"command": "ANTHROPIC_API_KEY=[REDACTED:anthropic_key] claude", "description": "run"}
+    assert body["tool_response"] == {"signingKey": "[REDACTED:secret_field]", "session_key": "[REDACTED:secret_field]"}
+    assert body["session_id"] == PAYLOAD["session_id"] and len(body["event_id"]) == 32
+
+
+def test_spooled_line_is_what_json_dumps_writes(env: dict[str, str], spool_dir: Path) -> None:
+    """The spool encodes with json's C encoder directly (no json import): byte for byte json.dumps."""
+    assert_silent_success(run_hook(TRICKY, env, "--port", str(closed_port())))
+    line = (spool_dir / "hooks.jsonl").read_bytes()
+    record = json.loads(line)
+    assert line == json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
 def test_spooled_unicode_means_the_same(env: dict[str, str], spool_dir: Path) -> None:
     assert_silent_success(run_hook(TRICKY, env, "--port", str(closed_port())))
     assert_stamped(spooled(spool_dir)[0]["body"], json.loads(TRICKY))
@@ -398,6 +421,11 @@ def test_spooling_imports_nothing_heavy(env: dict[str, str], spool_dir: Path) ->
     modules = loaded_modules(env, closed_port(), json.dumps(PAYLOAD).encode())
     assert "agent_aggregator.sources.spool" in modules and len(spooled(spool_dir)) == 1
     assert not modules & set(HEAVY)
+    # an event with nothing to redact: neither the rules (re, enum) nor a JSON encoder module
+    assert not modules & {"re", "enum", "json", "agent_aggregator.redact"}
+    secret = {**PAYLOAD, "tool_input": {"command": "export GITHUB_TOKEN=ghp_" + "a1B2c3D4" * 5}}
+    modules = loaded_modules(env, closed_port(), json.dumps(secret).encode())
+    assert "agent_aggregator.redact" in modules and "ghp_a1B2" not in (spool_dir / "hooks.jsonl").read_text()
 
 
 def test_oversized_payload_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -279,3 +279,38 @@ def test_a_second_drainer_backs_off_while_one_drains(tmp_path: Path) -> None:
     assert drain(deliver, directory=tmp_path) == DrainReport(delivered=3)
     assert outer.numbers == [0, 1, 2]
     assert inner_reports == [DrainReport()] * 3
+
+
+# --- encoding without importing json ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    {"path": "/events", "body": {"a": 1, "b": [1, 2.5, -0.0, 1e300 * 10, None, True, False], "c": {}}},
+    {"s": "café \u2028 😀 \ud800 tab\t nl\n \"q\" \\ /", "big": 10 ** 40, "": [[]], "nan": float("nan")},
+    {1: "int key", 2.5: "float key", None: "null key", True: "bool key"},
+    [], "text", 3, None,
+])
+def test_dumps_is_json_dumps(value: object) -> None:
+    assert spool.dumps(value) == json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("value", [{"s": {1, 2}}, {(1, 2): 3}, {"o": object()}])
+def test_dumps_refuses_what_json_dumps_refuses(value: object) -> None:
+    with pytest.raises(TypeError) as ours:
+        spool.dumps(value)
+    with pytest.raises(TypeError) as theirs:
+        json.dumps(value, separators=(",", ":"))
+    assert str(ours.value) == str(theirs.value)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        spool.dumps({"loop": loop})
+
+
+def test_appending_imports_no_json(tmp_path: Path) -> None:
+    probe = ("import sys\nfrom agent_aggregator.sources import spool\n"
+             f"spool.append('/events', {{'n': 1, 'text': 'é'}}, directory={str(tmp_path)!r})\n"
+             "sys.stdout.write(str('json' in sys.modules or 're' in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout == "False"
+    assert (tmp_path / "hooks.jsonl").read_bytes() == b'{"path":"/events","body":{"n":1,"text":"\\u00e9"}}\n'

@@ -167,7 +167,8 @@ def project_name(working_directory: Any) -> str:
     text = one_line(working_directory).rstrip("/\\")
     if not text:
         return "-"
-    return re.split(r"[/\\]", text)[-1] or text
+    cut = max(text.rfind("/"), text.rfind("\\"))  # re.split(r"[/\\]", text)[-1], without a regex per row
+    return text[cut + 1:] or text
 
 
 # --- one event ----------------------------------------------------------------------------

@@ -17,7 +17,8 @@ already loaded plus ``_socket`` and ``time`` on the delivered path (no socket.py
 json, datetime or uuid: those pull in re/enum/selectors, several milliseconds).
 The payload is validated with the C JSON scanner and forwarded as the bytes
 Claude Code sent, with the two stamp keys spliced in after the opening brace.
-``json`` and the spool are imported only when an event has to be spooled.
+The spool is imported only when an event has to be spooled; ``redact`` (``re``,
+its compiled rules) only when ``redact_gate`` finds something it could redact.
 """
 
 import os
@@ -122,13 +123,21 @@ def _run(argv: list) -> None:
 
 
 def _spool(event: dict) -> None:
-    """The spool is a file on disk: secrets are redacted before the event is written
-    (built-in rules; imported only here, so the delivered path stays fast)."""
-    from .redact import default_redactor
+    """The spool is a file on disk: secrets are redacted before the event is written.
+
+    ``redact_gate`` first says, without ``re``, whether the built-in rules could change
+    anything in ``event``; only then is ``redact`` imported and its rules compiled
+    (~20 ms, most of a spooled hook's cost before this gate).
+    """
+    from .redact_gate import may_hold_secret
     from .sources import spool
 
     try:
-        spool.append(EVENTS_PATH, default_redactor().redact_payload(event))
+        if may_hold_secret(event):
+            from .redact import default_redactor
+
+            event = default_redactor().redact_payload(event)
+        spool.append(EVENTS_PATH, event)
     except (OSError, ValueError, TypeError) as error:
         _log_quietly(f"could not spool event {event.get('event_id')!r}, it is lost: {error}")
 
