@@ -532,3 +532,141 @@ def test_two_aggregators_on_one_directory_the_second_is_refused_and_nothing_is_w
         stop(place, again)
     finally:
         finish(again)
+
+
+# --- a burst from one client ------------------------------------------------------------------
+
+HEARTBEAT = "1,2"  # Engine.IO ping every 1 s, 2 s to answer: what the defaults (25 s, 60 s) show in minutes
+BURST = 10_000  # events: ~6 s of work for the aggregator on 2 shared cores, far past one heartbeat
+
+
+def mpm_burst(count: int) -> list[tuple[str, dict]]:
+    """``count`` claude-mpm Socket.IO emissions (event name, envelope), one session per 33, each
+    numbered with ``fault_seq`` in its data."""
+    out: list[tuple[str, dict]] = []
+    n = 0
+    while len(out) < count:
+        session = fb.claude_mpm_session(fb.det_uuid("burst", n), f"/home/dev/projects/burst-{n}",
+                                        include_non_session=False)
+        for name, payload in session[: count - len(out)]:
+            payload["data"]["fault_seq"] = len(out)
+            out.append((name, payload))
+        n += 1
+    return out
+
+
+def emit_burst(port: int, stream: list[tuple[str, dict]]) -> list[Any]:
+    """What claude-mpm's Socket.IO path does, as fast as it can: connect, emit every event at once
+    (python-socketio queues them all), stay until the hub has relayed them all (or the connection
+    dropped); returns the disconnect reasons seen (none, if the connection held)."""
+    import asyncio
+
+    import socketio
+
+    async def run() -> list[Any]:
+        client = socketio.AsyncClient(reconnection=False)
+        dropped: list[Any] = []
+        client.on("disconnect", lambda *reason: dropped.append(reason or ("?",)))
+        await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=WAIT)
+        for name, payload in stream:
+            await client.emit(name, payload)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 4 * WAIT
+        while not dropped and await asyncio.to_thread(relayed, port) < len(stream):
+            assert loop.time() < deadline, "the hub did not relay the burst in time"
+            await asyncio.sleep(0.2)
+        if not dropped:
+            await client.disconnect()
+            dropped.clear()  # our own goodbye
+        return dropped
+
+    return asyncio.run(run())
+
+
+def assert_burst_saved(place: dict, count: int) -> None:
+    """Every event of the burst saved exactly once, each session's in the order emitted."""
+    found: list[int] = []
+    for session in saved_sessions(place["activity"]).values():
+        numbers = seqs(session)
+        assert numbers == sorted(numbers), f"session {session['session_id']} out of order"
+        found += numbers
+    assert len(found) == len(set(found)), "an event was saved twice"
+    missing = sorted(set(range(count)) - set(found))
+    assert not missing, f"{len(missing)} of {count} events lost (first {missing[:5]})"
+    assert len(found) == count
+
+
+def test_burst_over_socketio_is_slowed_not_dropped_and_every_event_is_saved_once(place):
+    """Guarantee: a client emitting events as fast as it can over Socket.IO (claude-mpm's legacy
+    path: 10,000 at once here) is slowed down, never disconnected, and every event is saved exactly
+    once. The hub handles one client's events in order and waits for room in the aggregator's
+    feed, so TCP slows the sender; the client's PONG, queued behind its own burst, is not needed
+    while its events keep arriving. With a short heartbeat the old hub (a task per event on the
+    loop) dropped the connection within seconds and lost about half the burst."""
+    place["env"]["AGGREGATE_HUB_HEARTBEAT"] = HEARTBEAT
+    port = free_port()
+    stream = mpm_burst(BURST)
+    writer = start_foreground(place, "--serve", "--port", str(port))
+    try:
+        wait_running(place, writer)
+        dropped = emit_burst(port, stream)
+        assert dropped == [], f"the hub dropped the client: {dropped}"
+        current = wait_until(lambda: (s := status(place))["total_events"] == BURST and s, timeout=WAIT, interval=0.2)
+        assert current["feed"]["high_water"] <= current["feed"]["capacity"]  # the hub held no more than that
+        stop(place, writer)
+    finally:
+        finish(writer)
+    assert_burst_saved(place, BURST)
+    assert not list(place["activity"].glob("*.journal.jsonl"))
+
+
+def test_a_slow_follower_does_not_hold_up_or_drop_the_writers_burst(place):
+    """Guarantee: a follower (a TUI following the writer's hub) that reads far slower than events
+    arrive does not slow the writer or make it drop anything: the hub queues what the follower has
+    not read yet and never waits for it. The follower itself may be timed out by the heartbeat and
+    reconnect (it then replays the hub's history; what is older comes from the saved files)."""
+    import asyncio
+    import time
+
+    import socketio
+
+    place["env"]["AGGREGATE_HUB_HEARTBEAT"] = HEARTBEAT
+    port = free_port()
+    count = BURST // 2
+    stream = mpm_burst(count)
+    heard: list[int] = []
+    ready, finished = threading.Event(), threading.Event()
+
+    def follow() -> None:
+        async def run() -> None:
+            client = socketio.AsyncClient(reconnection=True, reconnection_delay=0.2)
+
+            @client.on("*")
+            def slow(event: str, data: Any = None) -> None:
+                if isinstance(data, dict) and isinstance(data.get("data"), dict):
+                    heard.append(data["data"].get("fault_seq", -1))
+                time.sleep(0.005)  # a busy UI thread: ~200 events/s at most
+
+            await client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=WAIT)
+            ready.set()
+            await asyncio.to_thread(finished.wait)
+            await client.disconnect()
+
+        asyncio.run(run())
+
+    writer = start_foreground(place, "--serve", "--port", str(port))
+    follower = threading.Thread(target=follow, daemon=True)
+    try:
+        wait_running(place, writer)
+        follower.start()
+        assert ready.wait(WAIT)
+        dropped = emit_burst(port, stream)
+        assert dropped == [], f"the hub dropped the writer's client: {dropped}"
+        wait_until(lambda: status(place)["total_events"] == count, timeout=WAIT, interval=0.2)
+        assert len(set(heard)) < count  # the follower really was behind when the writer was done
+        stop(place, writer)
+    finally:
+        finished.set()
+        finish(writer)
+        follower.join(WAIT)
+    assert_burst_saved(place, count)

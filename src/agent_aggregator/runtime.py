@@ -197,8 +197,10 @@ class AggregatorRuntime:
         self.write_status = write_status
         self.mode: str | None = None  # SERVE or CLIENT once the source is up
         self.hub: Any = None
+        self.feed: Any = None  # sources.feed.Feed: the hub's events to the aggregator, off the loop
         self.source: SocketIOSource | None = None
         self.sse_sources: list[Any] = []  # SSESource, one per configured stream (config ``sources``)
+        self._sse_relayed: asyncio.Future[None] | None = None  # the last SSE event relayed through the hub
         self._sse_tasks: list[asyncio.Task[None]] = []
         self.probe_result: Probe | None = None
         self.started_at = now_utc()
@@ -365,26 +367,38 @@ class AggregatorRuntime:
         raise ConnectionError(f"{host}:{port} is in use by something that is not a Socket.IO server ({found.detail})")
 
     async def _start_hub(self, host: str, port: int) -> None:
+        from .errors import AggregatorError
+        from .sources.feed import Feed
         from .sources.hub import UNSAFE_HOST_MESSAGE, Hub
 
         token = getattr(self.aggregator.config, "token", None)
         address = bind_host(host, token)
         if address is None:
             raise ConnectionError(f"cannot serve on {host}: {UNSAFE_HOST_MESSAGE}")
-        hub = Hub(address, port, token=token, message_queue=self.aggregator.config.message_queue)
-        hub.add_listener(self._on_event)
+        # The aggregator's work (normalize, journal, saves) runs in the feed's thread, not on
+        # the loop that reads the sockets: a burst no longer starves the hub's pings.
+        feed = Feed(self._consume, name="aggregator-feed")
+        try:
+            hub = Hub(address, port, token=token, message_queue=self.aggregator.config.message_queue, feed=feed)
+        except AggregatorError as error:  # a malformed $AGGREGATE_HUB_HEARTBEAT: one line, like a taken port
+            raise ConnectionError(str(error)) from None
+        feed.start()
         try:
             await hub.start()
         except OSError as error:
+            await asyncio.to_thread(feed.close)
             reason = error.strerror or str(error)
             raise ConnectionError(reason if str(port) in reason else f"cannot serve on {address}:{port}: {reason}") from None
-        self.hub, self.mode = hub, SERVE
+        except BaseException:
+            await asyncio.to_thread(feed.close)
+            raise
+        self.hub, self.feed, self.mode = hub, feed, SERVE
 
     async def _start_client(self, host: str, port: int) -> None:
         from .sources.socketio_client import CONNECTED, RETRYING, SocketIOSource
 
         source = SocketIOSource(f"http://{_url_host(host)}:{port}", self._on_event, on_state=self._on_state,
-                                token=getattr(self.aggregator.config, "token", None))
+                                token=getattr(self.aggregator.config, "token", None), on_batch=self._on_batch)
         self.source, self.mode = source, CLIENT
         self._source_task = asyncio.create_task(source.run(), name="socketio-source")
         while source.state not in (CONNECTED, RETRYING) and not self._source_task.done():
@@ -396,6 +410,8 @@ class AggregatorRuntime:
 
     async def _stop_source(self) -> None:
         await self._stop_sse()
+        if self._sse_relayed is not None:  # the streams' last events reach the aggregator before it saves
+            await asyncio.wait([self._sse_relayed], timeout=SOURCE_STOP_TIMEOUT)
         if self.source is not None:
             self.source.stop()
         if self._source_task is not None:
@@ -410,10 +426,37 @@ class AggregatorRuntime:
                 await asyncio.wait_for(self.hub.stop(), SOURCE_STOP_TIMEOUT)
             except Exception:  # noqa: BLE001
                 log.warning("the built-in hub did not stop cleanly", exc_info=True)
+        if self.feed is not None:
+            # Everything the hub took in is handled before aggregator.stop() saves: no deadline
+            # here (at most the feed's capacity, about a second of work, is pending).
+            await asyncio.to_thread(self.feed.close)
 
     def _on_event(self, event_name: str | None, payload: Any) -> None:
         self.events_received += 1
         self.aggregator.handle_event(payload, event_name)
+
+    def _on_batch(self, batch: list[tuple[str | None, Any]]) -> None:
+        """A Socket.IO client's events of the last few milliseconds (``SocketIOSource`` batches):
+        one ``handle_events`` call (one lock, one journal write per session), journaled when it returns."""
+        self.events_received += len(batch)
+        self.aggregator.handle_events(batch)
+
+    def _consume(self, batch: list[tuple[str, Any]]) -> None:
+        """The feed's consumer (its thread): the batch to the aggregator in one
+        ``handle_events`` call (journaled when it returns). Should that raise (a bug: bad
+        payloads are counted, never raised), each event goes in again on its own, so none
+        is lost; those already recorded are dropped as duplicates by their event ids."""
+        self.events_received += len(batch)
+        try:
+            self.aggregator.handle_events(batch)
+            return
+        except Exception:  # noqa: BLE001
+            log.exception("handling a batch of %d relayed events failed; handling them one by one", len(batch))
+        for event_name, payload in batch:
+            try:
+                self.aggregator.handle_event(payload, event_name)
+            except Exception:  # noqa: BLE001
+                log.exception("handling a relayed event failed")
 
     def _on_sse_event(self, event_name: str | None, payload: Any) -> None:
         """An SSE event. Serving the hub, it is relayed through it (its listener feeds the
@@ -421,11 +464,16 @@ class AggregatorRuntime:
         from .normalize_sse import event_type_of
 
         if self.mode == SERVE and self.hub is not None and event_type_of(payload, event_name) != "heartbeat":
-            asyncio.ensure_future(self._relay(event_name or SSE_EVENT_NAME, payload))
+            # One after the other: while the hub's feed is full, concurrent relays could
+            # take turns out of order, and a stream's order is its sessions' order.
+            self._sse_relayed = asyncio.ensure_future(
+                self._relay(event_name or SSE_EVENT_NAME, payload, after=self._sse_relayed))
         else:
             self._on_event(event_name, payload)
 
-    async def _relay(self, event_name: str, payload: Any) -> None:
+    async def _relay(self, event_name: str, payload: Any, *, after: asyncio.Future[None] | None = None) -> None:
+        if after is not None and not after.done():
+            await asyncio.wait([after])
         try:
             await self.hub.relay(event_name, payload)
         except Exception:  # noqa: BLE001 - the aggregator got it already (listener); clients may miss it
@@ -514,6 +562,8 @@ class AggregatorRuntime:
                 stats = stats()
             if isinstance(stats, dict):
                 status["hub"] = stats
+        if self.feed is not None:
+            status["feed"] = {**self.feed.stats, "pending": self.feed.pending, "capacity": self.feed.capacity}
         return status
 
     def _write_status(self, extra: dict[str, Any] | None = None) -> None:

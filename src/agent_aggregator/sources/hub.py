@@ -11,8 +11,17 @@ The hub gives each event its identity as early as possible: a payload
 without an ``event_id`` / ``timestamp`` gets them here, before it is kept in
 the replay history, so a client that reconnects and replays can dedupe.
 
-Handlers stay fast: no per-event disk I/O in the hub itself; the spool is
-drained off the event loop, in a worker thread.
+Handlers stay fast: no per-event disk I/O on the event loop. The spool is
+drained in a worker thread, and an in-process aggregator is fed through a
+``Feed`` (sources/feed.py), consumed by a thread of its own.
+
+Bursts (docs/CONTRACTS.md, "Flow control"): a client's Socket.IO events are
+handled one after the other, inline in its read loop, and wait for room in the
+feed, so a client sending faster than the aggregator keeps up is slowed by TCP
+instead of dropped. Any packet from a client counts as the answer to a pending
+Engine.IO ping (its PONG queues behind everything it sent before), and a client
+whose PONG is outstanding gets a NOOP every few seconds so that its own
+"server stopped communicating" timer does not fire while it is still sending.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import errno
 import hmac
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import time
@@ -42,6 +52,7 @@ from ..timeutil import format_timestamp, now_utc
 from . import spool
 
 if TYPE_CHECKING:
+    from .feed import Feed
     from .relay import QueueRelay
 
 log = logging.getLogger("agent_aggregator.hub")
@@ -68,6 +79,16 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 HISTORY_CHUNK_BYTES = 1024 * 1024
 SHUTDOWN_TIMEOUT = 2.0
 SPOOL_DELIVERY_TIMEOUT = 30.0
+# Engine.IO heartbeat. python-socketio's 20 s timeout dropped a client whose PONG sat behind
+# a burst; data from a client now counts as a PONG, and the timeout is generous because a
+# stuck follower's PING waits behind everything queued for it (loopback peers that die
+# close their socket at once anyway).
+PING_INTERVAL = 25.0
+PING_TIMEOUT = 60.0
+KEEPALIVE_INTERVAL = 10.0  # seconds between NOOPs to a client whose PONG is outstanding (at most)
+# "INTERVAL,TIMEOUT" in seconds: a shorter heartbeat, so a test (tests/test_flow.py) or a
+# diagnosis sees in seconds what the defaults take minutes to show.
+HEARTBEAT_ENV = "AGGREGATE_HUB_HEARTBEAT"
 QUEUE_WAIT = 3.0  # seconds `aggregate serve` waits for Redis before saying it is not there yet
 UNSAFE_HOST_MESSAGE = (
     "listening beyond this machine needs a shared token (--token-file PATH, --token, CLAUDE_MPM_AGGREGATOR_TOKEN"
@@ -192,6 +213,21 @@ def history_item(event_name: str, payload: Any) -> Any:
     return payload
 
 
+def heartbeat(environ: dict[str, str] | None = None) -> tuple[float, float]:
+    """``(ping interval, ping timeout)`` in seconds: ``$AGGREGATE_HUB_HEARTBEAT`` or the defaults.
+    A malformed value is an ``AggregatorError`` (one line), never silently ignored."""
+    raw = (os.environ if environ is None else environ).get(HEARTBEAT_ENV, "").strip()
+    if not raw:
+        return PING_INTERVAL, PING_TIMEOUT
+    try:
+        interval, timeout = (float(part) for part in raw.split(","))
+    except ValueError:
+        raise AggregatorError(f"{HEARTBEAT_ENV}={raw!r}: expected INTERVAL,TIMEOUT in seconds, e.g. 25,60") from None
+    if not (0.1 <= interval <= 3600 and 0.1 <= timeout <= 3600):
+        raise AggregatorError(f"{HEARTBEAT_ENV}={raw!r}: each value must be between 0.1 and 3600 seconds")
+    return interval, timeout
+
+
 def _json_response(value: dict[str, Any], status: int) -> web.Response:
     return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
 
@@ -225,8 +261,13 @@ class Hub:
         hostname: str | None = None,
         message_queue: str | None = None,
         token: str | None = None,
+        feed: Feed | None = None,
     ) -> None:
         self.host = host
+        # The in-process consumer off the loop (the aggregator): relay() waits until it has
+        # handled an event, a client's Socket.IO stream only until it has room (flow control).
+        self.feed = feed
+        self.ping_interval, self.ping_timeout = heartbeat()
         # When set, every POST needs "Authorization: Bearer <token>" and every Socket.IO
         # client auth={"token": <token>}; required to listen beyond loopback (serve()).
         self.token = token or None
@@ -245,11 +286,13 @@ class Hub:
             "spool_bad_lines": 0,
             "listener_errors": 0,
             "unauthorized": 0,
+            "keepalives_sent": 0,
         }
         self._listeners: list[Listener] = []
         self._bound_port: int | None = None
         self._runner: web.AppRunner | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()
         self._warned: set[str] = set()
@@ -274,6 +317,12 @@ class Hub:
             # the history goes out from a task that runs after CONNECT is queued.
             always_connect=self.token is None,
             client_manager=self.queue,
+            # One client's events are handled in order, inline in its read loop: a handler
+            # waiting for room in the feed stops the reading of that socket (backpressure),
+            # where a task per event let a burst pile up on the loop and starve the pings.
+            async_handlers=False,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
             max_http_buffer_size=MAX_BODY_BYTES,
             logger=False,
             engineio_logger=False,
@@ -333,6 +382,7 @@ class Hub:
             self.queue.initialize()
         await self._drain_safely()
         self._drain_task = asyncio.create_task(self._drain_forever(), name="hub-spool-drain")
+        self._keepalive_task = asyncio.create_task(self._keepalive_forever(), name="hub-keepalive")
 
     async def stop(self) -> None:
         """Stop draining (what is left stays spooled), disconnect clients, close the port."""
@@ -343,6 +393,13 @@ class Hub:
         if self._drain_task is not None:
             await self._drain_task
             self._drain_task = None
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+            try:
+                await self._keepalive_task
+            except asyncio.CancelledError:
+                pass
+            self._keepalive_task = None
         await self._disconnect_clients()
         if self.queue is not None and self.sio.manager_initialized:
             await self.queue.close()
@@ -374,12 +431,35 @@ class Hub:
             self._listeners.remove(listener)
 
     async def relay(self, event_name: str, payload: Any, *, skip_sid: str | None = None) -> Any:
-        """Stamp, remember, tell listeners, emit to Socket.IO clients. Returns the stamped payload."""
-        stamped = self._accept(event_name, payload)
-        await self.sio.emit(event_name, stamped, skip_sid=skip_sid)
+        """Stamp, remember, tell listeners and the feed, emit to Socket.IO clients. Returns the
+        stamped payload once the feed's consumer has handled it (``POST`` answers 202 then:
+        journaled), as when the aggregator was a listener called right here."""
+        stamped, ticket = await self._relay(event_name, payload, skip_sid, inline=True)
+        if ticket is not None and self.feed is not None:
+            await self.feed.handled(ticket)
         return stamped
 
+    async def _relay(self, event_name: str, payload: Any, skip_sid: str | None,
+                     *, inline: bool = False) -> tuple[Any, int | None]:
+        """relay() without waiting for the consumer: only for room in the feed (backpressure).
+        While it waits for a client's event (``skip_sid``), that client is not the one late with
+        its PONG: the ping's clock restarts every half interval (a stalled consumer slows the
+        sender for as long as it stalls; it never makes the hub drop the sender)."""
+        if self.feed is not None:
+            while not await self.feed.room(timeout=self.ping_interval / 2):
+                if skip_sid is not None:
+                    self._heard_from(skip_sid)
+        stamped, ticket = self._take(event_name, payload, inline=inline)
+        await self.sio.emit(event_name, stamped, skip_sid=skip_sid)
+        return stamped, ticket
+
     def _accept(self, event_name: str, payload: Any) -> Any:
+        """Stamp, remember, tell listeners and the feed (never waits: the Redis relay calls it)."""
+        return self._take(event_name, payload)[0]
+
+    def _take(self, event_name: str, payload: Any, *, inline: bool = False) -> tuple[Any, int | None]:
+        """``inline``: the caller waits for the event to be handled; with nothing pending in
+        the feed it is handled right here (a hook's POST, one at a time, as fast as before)."""
         stamped = stamp(payload, self.hostname)
         if not is_control_event(event_name):  # transport chatter is relayed live, never replayed
             self.history.append((event_name, stamped))
@@ -390,7 +470,8 @@ class Hub:
             except Exception:  # noqa: BLE001 - a listener's bug must not stop the relay
                 self.stats["listener_errors"] += 1
                 self._warn_once(f"listener:{id(listener)}", "hub listener %r failed", listener, exc_info=True)
-        return stamped
+        ticket = self.feed.put(event_name, stamped, inline_if_idle=inline) if self.feed is not None else None
+        return stamped, ticket
 
     def history_messages(self) -> list[dict[str, Any]]:
         """What a connecting client gets as ``event_history``: claude-mpm's shape, split into
@@ -436,8 +517,49 @@ class Hub:
         self.stats["clients"] = max(0, self.stats["clients"] - 1)
 
     async def _on_client_event(self, event_name: str, sid: str, *args: Any) -> None:
-        """Relay what a client emits (claude-mpm's legacy hook path) to every other client."""
-        await self.relay(event_name, args[0] if args else None, skip_sid=sid)
+        """Relay what a client emits (claude-mpm's legacy hook path) to every other client.
+
+        Runs inline in the client's read loop: waiting here for room in the feed is the
+        backpressure that slows a bursting client (never waiting for the journal itself,
+        so its events stream through the feed in batches)."""
+        self._heard_from(sid)
+        await self._relay(event_name, args[0] if args else None, sid)
+
+    def _heard_from(self, sid: str) -> None:
+        """A packet from a client proves it alive as well as its PONG would: the PONG to a
+        ping sent mid-burst queues behind everything the client sent before it, and
+        Engine.IO would time the client out (losing what was still in flight) while its
+        events are still arriving. So a pending ping's clock restarts at every event."""
+        eio_socket = self._engineio_socket(sid)
+        if eio_socket is not None and getattr(eio_socket, "last_ping", None):
+            eio_socket.last_ping = time.time()
+
+    def _engineio_socket(self, sid: str) -> Any:
+        try:
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        except Exception:  # noqa: BLE001 - a client gone meanwhile
+            return None
+        return self.sio.eio.sockets.get(eio_sid) if eio_sid is not None else None
+
+    async def _keepalive_forever(self) -> None:
+        """Every few seconds, a NOOP to each client whose PONG is outstanding.
+
+        Engine.IO sends the next PING only after the PONG; a client whose PONG waits
+        behind a long burst of its own hears nothing from us meanwhile, and its client
+        library gives up after ping interval + timeout ("server stopped communicating").
+        Any packet resets that timer, and NOOP means nothing to any Engine.IO client."""
+        from engineio import packet as eio_packet
+
+        while not self._closing:
+            await asyncio.sleep(min(KEEPALIVE_INTERVAL, self.ping_interval / 2))
+            for eio_socket in list(self.sio.eio.sockets.values()):
+                if not getattr(eio_socket, "last_ping", None) or eio_socket.closing or eio_socket.closed:
+                    continue  # no ping outstanding (a client that answers at once almost never has one)
+                try:
+                    await eio_socket.send(eio_packet.Packet(eio_packet.NOOP))
+                    self.stats["keepalives_sent"] += 1
+                except Exception:  # noqa: BLE001 - a socket closing meanwhile
+                    log.debug("keepalive to a client failed", exc_info=True)
 
     # -- HTTP -------------------------------------------------------------------------------
 
