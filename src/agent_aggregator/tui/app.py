@@ -12,7 +12,9 @@ store, and nothing else: screens render from them.
   start``: ``StoreLockedError``) the app *follows* it: an aggregator that never
   takes nor writes the directory, seeded with the writer's open sessions from the
   store, listening to the same server as a Socket.IO client (events deduplicate by
-  event id).
+  event id). When that writer goes away (the directory's lock is free) the app
+  takes over as the writer (``takeover.py``); if another follower won the lock,
+  it follows that one.
 * The live screen refreshes from aggregator state on a timer (4 Hz), never once
   per event; the store listing is re-read every few seconds in a thread.
 * Quitting stops the aggregator in a thread (it saves every active session) and
@@ -26,7 +28,6 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import nullcontext
-from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -47,8 +48,8 @@ from ..config import Config
 from ..describe import one_line
 from ..errors import StoreLockedError
 from ..model import ACTIVE, AgentSession, SessionSummary
-from ..runtime import read_status_file
 from ..store import SessionStore
+from ..takeover import Handover, follow_config, take_over
 from ..timeutil import now_utc
 from .viewstate import (
     BROWSE,
@@ -69,17 +70,22 @@ log = logging.getLogger("agent_aggregator.tui")
 
 REFRESH_INTERVAL = 0.25  # seconds: the live screen pulls aggregator state 4 times a second
 STORE_POLL_INTERVAL = 2.0  # seconds between store listings (another writer's sessions, finished ones)
+WATCH_INTERVAL = 1.0  # seconds between a follower's looks at the directory's lock (is the writer there?)
+WATCH_INTERVAL_DISCONNECTED = 0.25  # ... while its Socket.IO client is disconnected (a hint the writer left)
 LOADED_CACHE_SIZE = 2  # saved sessions kept loaded (a 100,000-event session is ~100 MB)
 
 
 class IngestStarted(Message):
     """The ingest worker has a running aggregator (writing or following)."""
 
-    def __init__(self, aggregator: EventAggregator, mode: str, follow_pid: int | None) -> None:
+    def __init__(self, aggregator: EventAggregator, mode: str, follow_pid: int | None,
+                 gone_pid: int | None = None, carried: int = 0) -> None:
         super().__init__()
         self.aggregator = aggregator
         self.mode = mode
         self.follow_pid = follow_pid
+        self.gone_pid = gone_pid  # set after a takeover: the writer that went away
+        self.carried = carried
 
 
 class SavedListed(Message):
@@ -243,6 +249,12 @@ class AggregateApp(App[None]):
             self.connect = False
         if not self.connect:
             self._ingest_done.set()
+        # Only a follower this app started itself takes over when its writer goes away
+        # (one handed in belongs to the caller: tests, replay).
+        self.takes_over = self.connect
+        self.takeover_note: str | None = None  # the status bar's line while taking over
+        self.took_over_from: int | None = None  # the pid of the writer this window replaced (0: unknown)
+        self._watched_at = float("-inf")
 
     # -- screens ------------------------------------------------------------------------------
 
@@ -300,6 +312,7 @@ class AggregateApp(App[None]):
             if completed != self._completed_seen:  # a session was saved: list the store again soon
                 self._completed_seen = completed
                 self.poll_store()
+            self._watch_writer()
         try:
             screen = self.live_screen
         except LookupError:
@@ -331,24 +344,84 @@ class AggregateApp(App[None]):
 
     def _follow_config(self, pid: int | None) -> Config:
         """Listen where the writer listens: its status file names its server (``aggregate start``)."""
-        status = read_status_file(self.config.activity_directory)
-        if not status or not pid or status.get("pid") != pid or not status.get("running"):
-            return self.config
-        host, port = status.get("dashboard_host"), status.get("dashboard_port")
-        if not isinstance(host, str) or not host or not isinstance(port, int) or not 0 < port < 65536:
-            return self.config
-        return replace(self.config, dashboard_host=host, dashboard_port=port)
+        return follow_config(self.config, pid)
+
+    def _watch_writer(self) -> None:
+        """A follower looks whether its writer is still there (the timer; cheap: one flock probe).
+
+        Proof it has gone is the directory's lock being free; the follower's client
+        being disconnected only makes it look more often (a writer restarting its hub
+        keeps the lock). Another pid holding the lock means another writer took over.
+        """
+        aggregator = self.aggregator
+        if (not self.takes_over or self.mode != FOLLOWER or aggregator is None or self._stopped
+                or self._quitting or not self._ingest_done.is_set()):
+            return
+        now = time.monotonic()
+        interval = WATCH_INTERVAL if aggregator.connected else WATCH_INTERVAL_DISCONNECTED
+        if now - self._watched_at < interval:
+            return
+        self._watched_at = now
+        try:
+            pid = self.store.writer_pid()
+        except OSError as error:  # a lock the filesystem will not probe (NFS): look again later
+            log.debug("cannot probe the writer lock: %s", error)
+            return
+        if pid == 0 or (pid is not None and pid == self.follow_pid):
+            return
+        gone = self.follow_pid
+        self.takeover_note = (f"the aggregator with pid {gone or '?'} exited: taking over..." if pid is None
+                              else f"another aggregator (pid {pid}) writes now: following it...")
+        self._ingest_done.clear()  # stop_ingest() waits for the switch, as for the first start
+        self._take_over(aggregator, gone)  # refresh_live (the caller) shows the note next
+
+    @work(thread=True, exclusive=True, group="ingest", exit_on_error=False, description="Taking over live capture")
+    def _take_over(self, follower: EventAggregator, gone_pid: int | None) -> None:
+        """The writer went away: write the directory here, or follow whoever won it (``takeover.py``)."""
+        try:
+            if self._stopped:
+                return
+
+            def pending(aggregator: EventAggregator) -> None:
+                self._pending = aggregator
+
+            handover: Handover = take_over(follower, self.config, gone_pid, pending=pending,
+                                           stopped=lambda: self._stopped)
+            self.post_message(IngestStarted(handover.aggregator, WRITER if handover.writes else FOLLOWER,
+                                            handover.writer_pid, gone_pid=gone_pid or 0, carried=handover.carried))
+        finally:
+            self._ingest_done.set()
 
     def on_ingest_started(self, message: IngestStarted) -> None:
         if self._stopped:
             return
+        switched = message.aggregator is not self.aggregator
         self.aggregator = message.aggregator
+        self.store = message.aggregator.store  # a writer that took over has a store of its own
         self.mode = message.mode
-        self.follow_pid = message.follow_pid
+        previous, self.follow_pid = self.follow_pid, message.follow_pid
         self.ingest_error = None
-        self.meter = RateMeter()
+        self.takeover_note = None
+        if switched:
+            self.meter = RateMeter()
+        if message.gone_pid is not None:
+            self._tell_takeover(message, previous)
         self.poll_store()
         self.refresh_live()
+
+    def _tell_takeover(self, message: IngestStarted, previous: int | None) -> None:
+        """Say what happened to the writer this window followed, and who captures now."""
+        gone = f"the aggregator with pid {message.gone_pid}" if message.gone_pid else "the aggregator followed"
+        if message.mode == WRITER:
+            self.took_over_from = message.gone_pid
+            text = f"{gone} exited: this window now captures (on {self.listen_address()})"
+            if message.carried:
+                text += f"; {message.carried} events only this window had were saved"
+            log.info("%s", text)
+            self.notify(text, title="Capturing here", timeout=10, markup=False)
+        elif message.follow_pid != previous:
+            text = f"{gone} exited: following pid {message.follow_pid or '?'}, which took over"
+            self.notify(text, title="Following", timeout=10, markup=False)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -455,6 +528,10 @@ class AggregateApp(App[None]):
             connection = f"not capturing: {self.ingest_error}"
         elif self.mode == STOPPING:
             connection = "saving every active session..."
+        elif self.takeover_note is not None:
+            connection = self.takeover_note
+        elif self.mode == WRITER and self.took_over_from is not None:
+            connection += f" (took over from pid {self.took_over_from or '?'})"
         return StatusInfo(
             mode=self.mode,
             connection=one_line(connection),

@@ -509,7 +509,10 @@ class LiveScreen(Screen[None]):
             if current is not None:
                 files_changed = self._tally.update(current.events, current.working_directory)
         if current is not self.current and current is not None:
-            self._show(current, live=True)
+            # the same session in a new object (resumed, or the capture changed hands): the
+            # timeline keeps its cursor and scroll position
+            resumed = self.current is not None and self.current.session_id == current.session_id
+            self._show(current, live=True, keep_position=resumed)
         if files_changed:
             self._file_rows = self._tally.rows()
         self._rows = rows
@@ -698,7 +701,7 @@ class LiveScreen(Screen[None]):
             self._show(message.session, live=False)
         self.refresh_view()
 
-    def _show(self, session: AgentSession | None, *, live: bool) -> None:
+    def _show(self, session: AgentSession | None, *, live: bool, keep_position: bool = False) -> None:
         self.current = session
         self.current_live = live
         self._tally.reset(session.working_directory if session is not None else None)
@@ -710,7 +713,8 @@ class LiveScreen(Screen[None]):
         with self.aggregate_app.reading():
             self._tally.update(session.events, session.working_directory)
             self._file_rows = self._tally.rows()
-        timeline.show(session.events, root=session.working_directory, live=live and session.status == ACTIVE)
+        timeline.show(session.events, root=session.working_directory, live=live and session.status == ACTIVE,
+                      keep_position=keep_position)
 
     @on(DataTable.RowHighlighted, "#sessions")
     def _session_highlighted(self, event: DataTable.RowHighlighted) -> None:

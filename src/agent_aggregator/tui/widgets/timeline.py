@@ -226,6 +226,7 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         *,
         root: str | None = None,
         live: bool = False,
+        keep_position: bool = False,
     ) -> None:
         """Show a session's own event list (kept by reference, never copied).
 
@@ -233,8 +234,17 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         turns follow on (cursor on the newest event); otherwise the cursor starts
         on the first event. Showing the list already shown is a ``sync``: the
         cursor, scroll position and follow state are kept. The category filter
-        and search stay as they are.
+        and search stay as they are. ``keep_position``: the same session in a new
+        list (a saved session resumed live, a capture that changed hands): when the
+        event under the cursor has the same place in it, follow, cursor and scroll
+        position stay as they were (``live`` is then ignored).
         """
+        kept: tuple[int, bool, float] | None = None
+        if keep_position and events is not self._events:
+            index = self._selected_index()
+            if (index is not None and index < len(events) and events[index].event_id is not None
+                    and events[index].event_id == self._events[index].event_id):
+                kept = (index, self._follow, self.scroll_offset.y)
         root = one_line(root) or None
         if root != self._root:
             self._root = root
@@ -253,6 +263,15 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
         self._target = None
         self._haystack.clear()
         self._lines.clear()
+        if kept is not None:
+            index, follow, top = kept
+            self._set_follow(follow)
+            if not follow:
+                self._target = index
+            self._advance()
+            if not follow and self.is_mounted:
+                self.scroll_to(y=top, animate=False)
+            return
         self._set_follow(live)
         if not live and self.is_mounted:
             self.scroll_to(y=0, animate=False)
