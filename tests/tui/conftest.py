@@ -189,12 +189,21 @@ def tables_measured(app: Any) -> bool:
 
 def screens_quiet(app: Any) -> bool:
     """No live pane is waiting for its next full pass (counts are refreshed every other tick),
-    nor loading a session, and every table is measured."""
+    nor loading a session; no timeline filtering, or following without being at its end; and
+    every table measured."""
     from agent_aggregator.tui.screens.live import LiveScreen
+    from agent_aggregator.tui.widgets.timeline import Timeline
 
     for screen in app.screen_stack:
         if isinstance(screen, LiveScreen) and (screen.cells_behind or screen.loading is not None):
             return False
+        for timeline in screen.query(Timeline):
+            if timeline.filtering:
+                return False
+            if timeline.follow and timeline.matching_count and (  # the anchor scrolls on the next layout
+                timeline.cursor_row != timeline.matching_count - 1 or timeline.scroll_offset.y != timeline.max_scroll_y
+            ):
+                return False
     return tables_measured(app)
 
 
