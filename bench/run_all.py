@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from common import announce, machine_note, markdown_table, print_table, read_json  # noqa: E402
 
-BENCHES = ("ingest", "hook", "store", "concurrency", "tui")
+BENCHES = ("ingest", "burst", "hook", "store", "concurrency", "tui")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ BENCH = ROOT / "bench"
 
 TINY = {
     "ingest": "--events 120 --runs 1",
+    "burst": "--events 300 --runs 1",
     "hook": "--runs 1",
     "store": "--sessions 12 --events 200 --runs 1",
     "concurrency": "--sessions 4 --runs 1",
@@ -42,13 +43,14 @@ def test_run_all_runs_every_bench_and_prints_one_table(all_benches: subprocess.C
     header = table.splitlines()[1]
     for column in ("measure", "ours (median)", "baseline", "ratio", "target", "met?"):
         assert column in header
-    for prefix in ("ingest:", "hook:", "store:", "concurrency:", "tui:"):
+    for prefix in ("ingest:", "burst:", "hook:", "store:", "concurrency:", "tui:"):
         assert f"\n{prefix}" in table, prefix
     # Each bench printed the command that reproduces it, and the markdown rows carry it too.
     for name, extra in TINY.items():
         assert f"command: python bench/{name}.py {extra}" in out
         assert f"`python bench/{name}.py {extra}` |" in table
     assert "concurrency: events in the wrong session, 4 sessions interleaved | 0 " in table
+    assert "burst: events lost of 300 over one Socket.IO connection | 0 " in table
 
 
 def test_each_bench_writes_rows_with_samples(tmp_path: Path) -> None:
@@ -67,4 +69,4 @@ def test_each_bench_writes_rows_with_samples(tmp_path: Path) -> None:
 def test_run_all_refuses_an_unknown_bench() -> None:
     result = run([str(BENCH / "run_all.py"), "--only", "nope"])
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["run_all: unknown bench nope (known: ingest, hook, store, concurrency, tui)"]
+    assert result.stderr.strip().splitlines() == ["run_all: unknown bench nope (known: ingest, burst, hook, store, concurrency, tui)"]
