@@ -7,7 +7,7 @@ files, exports and the hook spool, so it is redacted once, before anything is
 written (``EventAggregator.handle_event`` / ``.ingest``; ``aggregate hook`` on
 its spool path).
 
-Pure: no I/O, no imports of ours, only ``re`` (the hook imports this lazily).
+Pure: no I/O, only ``re`` and redact_gate's tables (the hook imports this lazily).
 A redacted value becomes a visible marker ``[REDACTED:<rule>]``. Redaction is
 idempotent (markers are left alone) and never touches the keys that identify
 an event (``event_id``, ``timestamp``, ``session_id`` ...).
@@ -21,35 +21,20 @@ from __future__ import annotations
 
 import re
 
+# The name tables and the text triggers live in redact_gate (no ``re`` there, so the hook can
+# ask it cheaply first): one copy, shared by that check and the rules here.
+from .redact_gate import DESCRIPTIVE_SUFFIXES as _DESCRIPTIVE_SUFFIXES  # names that describe a secret
+from .redact_gate import PROTECTED_KEYS  # identify or order an event: never redacted
+from .redact_gate import STRONG_WORDS as _STRONG_WORDS  # a secret's name contains one
+from .redact_gate import TRIGGERS as _TRIGGERS  # the cheap first look's words
+from .redact_gate import WEAK_PARTS as _WEAK_PARTS  # ... or has one as a whole ``_`` part ("tokens" does not)
+
 TYPE_CHECKING = False  # typing/dataclasses are not imported at run time: `aggregate hook` imports this
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Iterable
 
 MARKER = "[REDACTED:{}]"
 _MARKER = re.compile(r"\[REDACTED:[A-Za-z0-9_]+\]")
-
-# Keys that identify or order an event: never redacted, whatever their name looks like.
-PROTECTED_KEYS = frozenset(
-    {"event_id", "timestamp", "session_id", "event_type", "hook_event_name", "type", "subtype",
-     "correlation_id", "tool_use_id", "agent_id", "category"}
-)
-
-# --- secret-looking names ---------------------------------------------------------------
-
-# A name whose normalized form (snake_case, lower) contains one of these is a secret's name.
-_STRONG_WORDS = (
-    "password", "passwd", "passphrase", "secret", "apikey", "api_key", "private_key", "privatekey",
-    "access_key", "accesskey", "credential", "cookie", "authorization", "auth_token", "session_token",
-    "session_key", "session_secret", "client_secret", "signing_key", "encryption_key", "master_key",
-)
-# ... or has one of these as a whole ``_``-separated part (so "tokens", "author", "keyboard" are not).
-_WEAK_PARTS = frozenset({"token", "auth", "pwd", "pass", "pat", "dsn"})
-# A name ending with one of these parts describes a secret, it does not hold one.
-_DESCRIPTIVE_SUFFIXES = frozenset(
-    {"file", "path", "dir", "url", "uri", "type", "types", "count", "limit", "length", "len", "size", "name",
-     "id", "env", "var", "prompt", "required", "enabled", "expires", "expiry", "field", "header", "hint",
-     "mode", "kind", "used", "usage", "location", "endpoint", "method"}
-)
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[^a-z0-9]+")
@@ -100,18 +85,6 @@ _RULES: tuple[tuple[str, str], ...] = (
 # Cheap first look: a text containing none of these holds no secret the rules find. Plain
 # substring tests on the lowered text (C speed; a regex alternation costs ~0.5 ms on a large
 # payload): a base word first, its exact forms only when the base is there.
-_TRIGGERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("pass", ("passw", "passphrase", "pass=", "pass:", 'pass"', "pass'", "pass_", "_pass", "-pass")),
-    ("token", ("token=", "token:", 'token"', "token'", "token_", "-token", "token ")),
-    ("key", ("apikey", "api_key", "api-key", "access_key", "access-key", "accesskey", "master_key", "master-key",
-             "private_key", "private-key", "privatekey", "signing_key", "signing-key", "encryption_key",
-             "encryption-key", "secret_key")),
-    ("-u", ("--user", "-u ", "-u\t")),
-    ("sk", ("sk-", "sk_live_", "sk_test_")),  # not "sk_": "task_" is in most claude-mpm payloads
-    ("gh", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "gh_pat")),
-    ("pwd", ()), ("secret", ()), ("auth", ()), ("cookie", ()), ("credential", ()), ("bearer", ()), ("rk_", ()),
-    ("xox", ()), ("eyj", ()), ("aiza", ()), ("-----begin", ()),
-)
 _AWS_TRIGGER = re.compile(r"A[A-Z]{2}A[A-Z0-9]{16}")
 
 _TYPE_NAMES = frozenset(

@@ -14,12 +14,13 @@ The answer is conservative by construction: ``may_hold_secret(value)`` is False 
   done here once on all strings joined (a superset: every substring one string holds, the
   join holds too; the AWS-key look becomes "a run of 20 ``[A-Z0-9]``").
 
-The tables below are copies of redact.py's: tests/test_redact_gate.py fails when they drift
-apart, and checks on generated payloads that a False answer always means "nothing to redact".
+The name tables and the triggers below are redact.py's own (it imports them from here, so
+there is one copy); tests/test_redact_gate.py checks on generated payloads that a False answer
+always means "nothing to redact".
 Only the default configuration is covered (no custom patterns, keys or allow-lists).
 """
 
-# Copies of redact.PROTECTED_KEYS, _STRONG_WORDS, _WEAK_PARTS, _DESCRIPTIVE_SUFFIXES and _TRIGGERS.
+# Shared with redact.py (PROTECTED_KEYS, _STRONG_WORDS, _WEAK_PARTS, _DESCRIPTIVE_SUFFIXES, _TRIGGERS).
 PROTECTED_KEYS = frozenset(
     {"event_id", "timestamp", "session_id", "event_type", "hook_event_name", "type", "subtype",
      "correlation_id", "tool_use_id", "agent_id", "category"}
@@ -42,7 +43,7 @@ TRIGGERS = (
              "private_key", "private-key", "privatekey", "signing_key", "signing-key", "encryption_key",
              "encryption-key", "secret_key")),
     ("-u", ("--user", "-u ", "-u\t")),
-    ("sk", ("sk-", "sk_live_", "sk_test_")),
+    ("sk", ("sk-", "sk_live_", "sk_test_")),  # not "sk_": "task_" is in most claude-mpm payloads
     ("gh", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "gh_pat")),
     ("pwd", ()), ("secret", ()), ("auth", ()), ("cookie", ()), ("credential", ()), ("bearer", ()), ("rk_", ()),
     ("xox", ()), ("eyj", ()), ("aiza", ()), ("-----begin", ()),
