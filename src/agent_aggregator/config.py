@@ -13,7 +13,6 @@ configuration on every call and must start fast.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConfigError
-from .redact import RedactionConfig, validate_patterns
+from .redact_gate import RedactionConfig
 
 SECTION = "event_aggregator"
 CONFIG_DIR_NAME = ".claude-mpm"
@@ -302,6 +301,8 @@ def _as_redaction(value: Any, from_text: bool, current: RedactionConfig) -> Reda
             if not all(isinstance(item, str) and item.strip() for item in raw):
                 raise ValueError("keys: expected a list of non-empty names")
             return tuple(item.strip() for item in raw)
+        from .redact import validate_patterns  # re and the rules: only when a config sets patterns
+
         return validate_patterns(raw, name)
 
     enabled = _as_bool(value["enabled"], from_text) if "enabled" in value else current.enabled
@@ -580,17 +581,22 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-class _SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """Opens (and reopens on rotation) the log with the user's umask, never world-writable."""
+def _safe_rotating_file_handler(*args: Any, **kwargs: Any) -> logging.Handler:
+    """A RotatingFileHandler that opens (and reopens on rotation) the log with the user's umask,
+    never world-writable. Built on first use: ``logging.handlers`` costs every command ~5 ms."""
+    import logging.handlers
 
-    def _open(self):  # type: ignore[override]
-        from .jsonio import FILE_MODE
+    class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
+        def _open(self):  # type: ignore[override]
+            from .jsonio import FILE_MODE
 
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        mode = os.fstat(fd).st_mode
-        if mode & 0o002:  # an old file someone made world-writable
-            os.fchmod(fd, mode & 0o7775)
-        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+            fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            mode = os.fstat(fd).st_mode
+            if mode & 0o002:  # an old file someone made world-writable
+                os.fchmod(fd, mode & 0o7775)
+            return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    return SafeRotatingFileHandler(*args, **kwargs)
 
 
 def setup_logging(config: Config, *, stderr: bool = True) -> Path | None:
@@ -620,7 +626,7 @@ def setup_logging(config: Config, *, stderr: bool = True) -> Path | None:
             from .jsonio import make_dirs
 
             make_dirs(config.log_file.parent)
-            file_handler = _SafeRotatingFileHandler(
+            file_handler = _safe_rotating_file_handler(
                 config.log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
             )
         except OSError as exc:

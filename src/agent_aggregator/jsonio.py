@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import os
-import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -109,7 +108,7 @@ def _create_temp(path: Path) -> tuple[int, str]:
     """A new temp file next to ``path`` (``.<name>.<random>.tmp``), created with FILE_MODE:
     the final file gets the user's umask without the umask being read or changed."""
     for _ in range(100):
-        name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        name = str(path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp")
         try:
             return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE), name
         except FileExistsError:

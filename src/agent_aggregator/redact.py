@@ -25,6 +25,7 @@ import re
 # ask it cheaply first): one copy, shared by that check and the rules here.
 from .redact_gate import DESCRIPTIVE_SUFFIXES as _DESCRIPTIVE_SUFFIXES  # names that describe a secret
 from .redact_gate import PROTECTED_KEYS  # identify or order an event: never redacted
+from .redact_gate import RedactionConfig  # the settings (config.py reads them without importing re)
 from .redact_gate import STRONG_WORDS as _STRONG_WORDS  # a secret's name contains one
 from .redact_gate import TRIGGERS as _TRIGGERS  # the cheap first look's words
 from .redact_gate import WEAK_PARTS as _WEAK_PARTS  # ... or has one as a whole ``_`` part ("tokens" does not)
@@ -94,41 +95,6 @@ _TYPE_NAMES = frozenset(
      "bearer", "basic", "digest", "negotiate", "aws4-hmac-sha256"}
 )
 _CODE_VALUE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.(\[].*)?\Z|\$.*|<[^>]*>\Z|\*+\Z")
-
-
-class RedactionConfig:
-    """``event_aggregator.redaction`` (validated by config.py). Immutable, compared by value.
-
-    ``patterns``: extra regexes; the group named ``s`` (else group 1, else the whole
-    match) is replaced with ``[REDACTED:custom]``. ``keys``: extra secret names (dict
-    keys, ``KEY=value``). ``allow``: regexes; a value they match in full, or a name
-    they match in full, is never redacted.
-    """
-
-    __slots__ = ("enabled", "patterns", "keys", "allow")
-
-    def __init__(self, enabled: bool = True, patterns: Iterable[str] = (), keys: Iterable[str] = (),
-                 allow: Iterable[str] = ()) -> None:
-        object.__setattr__(self, "enabled", bool(enabled))
-        object.__setattr__(self, "patterns", tuple(patterns))
-        object.__setattr__(self, "keys", tuple(keys))
-        object.__setattr__(self, "allow", tuple(allow))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("RedactionConfig is immutable")
-
-    def _key(self) -> tuple:
-        return (self.enabled, self.patterns, self.keys, self.allow)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, RedactionConfig) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (f"RedactionConfig(enabled={self.enabled!r}, patterns={self.patterns!r}, keys={self.keys!r},"
-                f" allow={self.allow!r})")
 
 
 class _Rule:

@@ -18,7 +18,16 @@ The name tables and the triggers below are redact.py's own (it imports them from
 there is one copy); tests/test_redact_gate.py checks on generated payloads that a False answer
 always means "nothing to redact".
 Only the default configuration is covered (no custom patterns, keys or allow-lists).
+
+``RedactionConfig`` (the ``event_aggregator.redaction`` settings) lives here too: config.py
+builds it on every command, and importing redact.py for it would cost ``re`` and the rules.
 """
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Iterable
 
 # Shared with redact.py (PROTECTED_KEYS, _STRONG_WORDS, _WEAK_PARTS, _DESCRIPTIVE_SUFFIXES, _TRIGGERS).
 PROTECTED_KEYS = frozenset(
@@ -138,3 +147,38 @@ def _split_camel(name: str) -> str:
 
 # str.translate table: every ASCII character but [a-z0-9] -> "_" (names are lowered first)
 _ASCII_GAPS = {code: "_" for code in range(128) if not (chr(code).isdigit() or "a" <= chr(code) <= "z")}
+
+
+class RedactionConfig:
+    """``event_aggregator.redaction`` (validated by config.py). Immutable, compared by value.
+
+    ``patterns``: extra regexes; the group named ``s`` (else group 1, else the whole
+    match) is replaced with ``[REDACTED:custom]``. ``keys``: extra secret names (dict
+    keys, ``KEY=value``). ``allow``: regexes; a value they match in full, or a name
+    they match in full, is never redacted.
+    """
+
+    __slots__ = ("enabled", "patterns", "keys", "allow")
+
+    def __init__(self, enabled: bool = True, patterns: Iterable[str] = (), keys: Iterable[str] = (),
+                 allow: Iterable[str] = ()) -> None:
+        object.__setattr__(self, "enabled", bool(enabled))
+        object.__setattr__(self, "patterns", tuple(patterns))
+        object.__setattr__(self, "keys", tuple(keys))
+        object.__setattr__(self, "allow", tuple(allow))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("RedactionConfig is immutable")
+
+    def _key(self) -> tuple:
+        return (self.enabled, self.patterns, self.keys, self.allow)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RedactionConfig) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"RedactionConfig(enabled={self.enabled!r}, patterns={self.patterns!r}, keys={self.keys!r},"
+                f" allow={self.allow!r})")

@@ -15,6 +15,7 @@ from ``describe.one_line`` text: payloads never act as markup or escape codes.
 
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -64,6 +65,11 @@ PANES = ("sessions", "timeline", "delegations", "files")
 PROMPT_CHARS = 80
 IMPORTANCE_STEPS: tuple[int | None, ...] = (None, 3, 5, 7, 9)  # key m cycles the timeline's minimum importance
 BROWSER_REFRESH_TICKS = 4  # the browser's rows are pulled every 4th tick (once a second)
+# A session this big, once loaded, is moved out of the cyclic garbage collector's sight
+# (gc.freeze): it lives as long as it is shown, holds no cycles to find, and every full
+# collection would otherwise walk its millions of objects (~100 ms pauses, felt as keys
+# that lag while events arrive). Freed as usual by reference counting when let go.
+FREEZE_AFTER_EVENTS = 10_000
 CELL_REFRESH_TICKS = 2  # counts in the tables change every 2nd tick (rows come and go at once)
 TAIL_PAINT_WAIT = 3.0  # seconds the load worker waits for a big session's last events to be painted
 
@@ -699,6 +705,8 @@ class LiveScreen(Screen[None]):
             self._show(None, live=False)
         else:
             self._show(message.session, live=False)
+            if len(message.session.events) >= FREEZE_AFTER_EVENTS:
+                gc.freeze()  # see FREEZE_AFTER_EVENTS
         self.refresh_view()
 
     def _show(self, session: AgentSession | None, *, live: bool, keep_position: bool = False) -> None:
