@@ -25,7 +25,6 @@ Exits non-zero when an event is lost or doubled or the connection dropped.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
@@ -41,7 +40,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common import ROOT, Row, announce, machine_note, print_table, write_json
+from common import ROOT, Row, announce, bench_options, report
 
 sys.path.insert(0, str(ROOT / "tests"))
 import fixtures_builder as fb  # noqa: E402
@@ -207,11 +206,8 @@ async def measure(count: int, runs: int, work: Path, rows: dict[str, Row]) -> li
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4,000 events, 2 runs")
+    parser = bench_options(__doc__.splitlines()[0], "4,000 events, 2 runs", "runs (default 3; quick 2)")
     parser.add_argument("--events", type=int, help="events in the burst (default 40,000; quick 4,000)")
-    parser.add_argument("--runs", type=int, help="runs (default 3; quick 2)")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
     args = parser.parse_args(argv)
     count = args.events or (4_000 if args.quick else 40_000)
     runs = args.runs or (2 if args.quick else 3)
@@ -228,14 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-burst-") as temp:
         problems = asyncio.run(measure(count, runs, Path(temp), rows))
-    print(f"agent-aggregator burst bench: {runs} runs, medians; {machine_note()}")
-    table = list(rows.values())
-    print_table(table)
-    write_json(args.json, table)
-    for problem in problems:
-        print(f"PROBLEM: {problem}")
-    return 1 if problems else 0
-
+    return report("burst", runs, rows, args.json, problems)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -9,6 +9,7 @@ machine load that hits a whole run cancels out. Nothing here asserts a timing:
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import statistics
@@ -173,3 +174,23 @@ def machine_note() -> str:
     import platform
 
     return f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()} {platform.machine()}"
+
+
+def bench_options(description: str, quick: str, runs: str) -> argparse.ArgumentParser:
+    """The options every bench shares: ``--quick``, ``--runs``, ``--json``; add the bench's own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--runs", type=int, help=runs)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
+    return parser
+
+
+def report(name: str, runs: int, rows: dict[str, Row], json_path: str | None, problems: list[str]) -> int:
+    """Print the bench's table (and its problems), write ``--json``; the exit code: 1 on any problem."""
+    print(f"agent-aggregator {name} bench: {runs} runs, medians; {machine_note()}")
+    table = list(rows.values())
+    print_table(table)
+    write_json(json_path, table)
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    return 1 if problems else 0

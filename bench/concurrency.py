@@ -33,7 +33,6 @@ events (target 0).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -53,7 +52,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common import ROOT, Row, announce, machine_note, print_table, write_json
+from common import ROOT, Row, announce, bench_options, report
 
 sys.path.insert(0, str(ROOT / "tests"))
 import fixtures_builder as fb  # noqa: E402
@@ -243,11 +242,8 @@ async def measure(count: int, runs: int, work: Path, rows: dict[str, Row]) -> li
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 sessions, 2 runs")
+    parser = bench_options(__doc__.splitlines()[0], "100 sessions, 2 runs", "runs (default 3; quick 2)")
     parser.add_argument("--sessions", type=int, help="sessions open at once (default 1,000; quick 100)")
-    parser.add_argument("--runs", type=int, help="runs (default 3; quick 2)")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
     args = parser.parse_args(argv)
     count = args.sessions or (100 if args.quick else 1_000)
     runs = args.runs or (2 if args.quick else 3)
@@ -261,14 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-concurrency-") as temp:
         problems = asyncio.run(measure(count, runs, Path(temp), rows))
-    print(f"agent-aggregator concurrency bench: {runs} runs, medians; {machine_note()}")
-    table = list(rows.values())
-    print_table(table)
-    write_json(args.json, table)
-    for problem in problems:
-        print(f"PROBLEM: {problem}")
-    return 1 if problems or any(rows["wrong"].ours) else 0
-
+    if any(rows["wrong"].ours):
+        problems.append("events were saved in the wrong session")
+    return report("concurrency", runs, rows, args.json, problems)
 
 if __name__ == "__main__":
     raise SystemExit(main())
