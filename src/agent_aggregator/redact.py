@@ -29,6 +29,7 @@ from .redact_gate import RedactionConfig  # the settings (config.py reads them w
 from .redact_gate import STRONG_WORDS as _STRONG_WORDS  # a secret's name contains one
 from .redact_gate import TRIGGERS as _TRIGGERS  # the cheap first look's words
 from .redact_gate import WEAK_PARTS as _WEAK_PARTS  # ... or has one as a whole ``_`` part ("tokens" does not)
+from .redact_gate import normal_name_is_secret  # the verdict on a normalized name, from those tables
 
 TYPE_CHECKING = False  # typing/dataclasses are not imported at run time: `aggregate hook` imports this
 if TYPE_CHECKING:  # pragma: no cover
@@ -153,14 +154,7 @@ class Redactor:
         normal = normalize_name(name)
         if not normal:
             return False
-        if normal in self._extra_keys:
-            return True
-        parts = normal.split("_")
-        if parts[-1] in _DESCRIPTIVE_SUFFIXES:
-            return False
-        if any(word in normal for word in _STRONG_WORDS):
-            return True
-        return any(part in _WEAK_PARTS for part in parts)
+        return normal in self._extra_keys or normal_name_is_secret(normal)
 
     def _allowed(self, text: str) -> bool:
         return any(regex.fullmatch(text) for regex in self._allow)

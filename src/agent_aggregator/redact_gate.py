@@ -103,8 +103,11 @@ def is_secret_name(name: str) -> bool:
     if name in PROTECTED_KEYS:
         return False
     normal = normalize_name(name)
-    if not normal:
-        return False
+    return bool(normal) and normal_name_is_secret(normal)
+
+
+def normal_name_is_secret(normal: str) -> bool:
+    """The built-in verdict on a normalized (snake_case, lower) name: shared with redact.py."""
     parts = normal.split("_")
     if parts[-1] in DESCRIPTIVE_SUFFIXES:
         return False
