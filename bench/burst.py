@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common import ROOT, Row, announce, bench_options, report
+from common import ROOT, Row, announce, bench_options, report, stop_aggregator
 
 sys.path.insert(0, str(ROOT / "tests"))
 import fixtures_builder as fb  # noqa: E402
@@ -158,14 +157,7 @@ async def one_pass(stream: list[tuple[str, dict[str, Any]]], work: Path, label: 
         return time.perf_counter() - began, dropped, directory
     finally:
         await http.close()
-        child.send_signal(signal.SIGTERM)  # every event relayed is saved before it exits
-        try:
-            _, err = await asyncio.to_thread(child.communicate, timeout=300)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            _, err = child.communicate()
-        if child.returncode not in (0, -signal.SIGTERM):
-            raise RuntimeError(f"aggregate start exited {child.returncode}: {err.decode(errors='replace')[-500:]}")
+        await stop_aggregator(child, timeout=300)  # every event relayed is saved before it exits
 
 
 def saved(directory: Path, count: int) -> tuple[int, int]:

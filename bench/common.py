@@ -16,7 +16,10 @@ import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:
+    import subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,12 +188,30 @@ def bench_options(description: str, quick: str, runs: str) -> argparse.ArgumentP
     return parser
 
 
-def report(name: str, runs: int, rows: dict[str, Row], json_path: str | None, problems: list[str]) -> int:
+def report(name: str, runs: int, rows: dict[str, Row], json_path: str | None, problems: Sequence[str] = (),
+           *, note: str = "") -> int:
     """Print the bench's table (and its problems), write ``--json``; the exit code: 1 on any problem."""
-    print(f"agent-aggregator {name} bench: {runs} runs, medians; {machine_note()}")
+    print(f"agent-aggregator {name} bench: {runs} runs, medians; {machine_note()}{note}")
     table = list(rows.values())
     print_table(table)
     write_json(json_path, table)
     for problem in problems:
         print(f"PROBLEM: {problem}")
     return 1 if problems else 0
+
+
+async def stop_aggregator(child: "subprocess.Popen[bytes]", timeout: float = 120) -> None:
+    """SIGTERM an ``aggregate start`` the bench started (it saves everything first) and wait;
+    RuntimeError with its last stderr when it did not exit cleanly."""
+    import asyncio
+    import signal
+    import subprocess
+
+    child.send_signal(signal.SIGTERM)
+    try:
+        _, err = await asyncio.to_thread(child.communicate, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        _, err = child.communicate()
+    if child.returncode not in (0, -signal.SIGTERM):
+        raise RuntimeError(f"aggregate start exited {child.returncode}: {err.decode(errors='replace')[-500:]}")

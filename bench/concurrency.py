@@ -38,7 +38,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common import ROOT, Row, announce, bench_options, report
+from common import ROOT, Row, announce, bench_options, report, stop_aggregator
 
 sys.path.insert(0, str(ROOT / "tests"))
 import fixtures_builder as fb  # noqa: E402
@@ -179,14 +178,7 @@ async def one_pass(payloads: list[dict], count: int, work: Path, label: str) -> 
         return done - began, directory
     finally:
         await http.close()
-        child.send_signal(signal.SIGTERM)
-        try:
-            _, err = await asyncio.to_thread(child.communicate, timeout=120)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            _, err = child.communicate()
-        if child.returncode not in (0, -signal.SIGTERM):
-            raise RuntimeError(f"aggregate start exited {child.returncode}: {err.decode(errors='replace')[-500:]}")
+        await stop_aggregator(child)
 
 
 def misattributed(directory: Path, streams: list[list[dict]]) -> tuple[int, list[str]]:

@@ -49,11 +49,9 @@ kept; the check makes sure the count we wait for is exact).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -65,7 +63,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from common import ROOT, Row, announce, machine_note, print_table, write_json
+from common import ROOT, Row, announce, bench_options, report, stop_aggregator
 
 sys.path.insert(0, str(ROOT / "tests"))
 import fixtures_builder as fb  # noqa: E402
@@ -308,14 +306,7 @@ async def run_ours(
             raise RuntimeError(f"journaled {watch.counter.count()} events, expected {expected}")
         return done - began, emitted - began
     finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            _, err = await asyncio.to_thread(child.communicate, timeout=120)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            _, err = child.communicate()
-        if child.returncode not in (0, -signal.SIGTERM):
-            raise RuntimeError(f"aggregate start exited {child.returncode}: {err.decode(errors='replace')[-500:]}")
+        await stop_aggregator(child)
 
 
 async def run_bare(server: Server, events: list, work: Path) -> tuple[float, float]:
@@ -363,11 +354,8 @@ async def measure(events: list, expected: int, runs: int, work: Path, rows: dict
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 runs of 3,000 events")
+    parser = bench_options(__doc__.splitlines()[0], "3 runs of 3,000 events", "runs (default 5; quick 3)")
     parser.add_argument("--events", type=int, help="events per run (default 20,000; quick 3,000)")
-    parser.add_argument("--runs", type=int, help="runs (default 5; quick 3)")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
     args = parser.parse_args(argv)
     count = args.events or (3_000 if args.quick else 20_000)
     runs = args.runs or (3 if args.quick else 5)
@@ -390,11 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         if expected != count:
             print(f"  note: an aggregator keeps {expected:,} of the {count:,} events", flush=True)
         asyncio.run(measure(events, expected, runs, work, rows))
-    print(f"agent-aggregator ingest bench: {runs} runs, medians; {machine_note()}")
-    table = list(rows.values())
-    print_table(table)
-    write_json(args.json, table)
-    return 0
+    return report("ingest", runs, rows, args.json)
 
 
 if __name__ == "__main__":

@@ -59,13 +59,11 @@ Temporary directories are removed on exit.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import multiprocessing
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,7 +76,7 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
-from common import Row, announce, machine_note, print_table, write_json
+from common import Row, announce, bench_options, report
 
 from agent_aggregator import jsonio
 from agent_aggregator.aggregator import EventAggregator
@@ -533,12 +531,9 @@ def make_rows(sizes: Sizes, command: str) -> dict[str, Row]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 runs and smaller sizes (about 30 s)")
+    parser = bench_options(__doc__.splitlines()[0], "3 runs and smaller sizes (about 30 s)", "runs (default 5; quick 3)")
     parser.add_argument("--sessions", type=int, help="saved sessions to list (default 10,000; quick 2,000)")
     parser.add_argument("--events", type=int, help="events in the big session (default 100,000; quick 20,000)")
-    parser.add_argument("--runs", type=int, help="runs (default 5; quick 3)")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
     parser.add_argument("--skip-listing", action="store_true",
                         help="only memory, ingest, finalize and load (the listing rows are left unmeasured)")
     args = parser.parse_args(argv)
@@ -556,12 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_load(session_file, sizes, rows)
         if not args.skip_listing:
             bench_listing(scratch, sizes, rows)
-    print(f"agent-aggregator store bench: {sizes.runs} runs, medians; {machine_note()};"
-          f" session file {size_mb:.1f} MB; took {time.perf_counter() - began:.0f} s")
-    table = list(rows.values())
-    print_table(table)
-    write_json(args.json, table)
-    return 0
+    return report("store", sizes.runs, rows, args.json,
+                  note=f"; session file {size_mb:.1f} MB; took {time.perf_counter() - began:.0f} s")
 
 
 if __name__ == "__main__":
