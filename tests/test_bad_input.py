@@ -35,11 +35,6 @@ WAIT = 60.0
 ALL = corpus.cases() + corpus.big_cases()
 
 
-@pytest.fixture(autouse=True)
-def private_spool(tmp_path, monkeypatch):
-    monkeypatch.setenv("AGGREGATE_SPOOL_DIR", str(tmp_path / "spool"))
-
-
 def outcome(payload: Any, event_name: str | None = None) -> str:
     """accepted | rejected | ignored; anything else normalize raises fails the test."""
     try:

@@ -6,8 +6,9 @@ are in tests/test_faults.py."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -18,6 +19,9 @@ import socketio
 from agent_aggregator.errors import AggregatorError
 from agent_aggregator.sources.feed import Feed
 from agent_aggregator.sources.hub import HEARTBEAT_ENV, PING_INTERVAL, PING_TIMEOUT, Hub, heartbeat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_hub import eventually as hub_eventually  # noqa: E402
 
 WAIT = 10.0  # seconds before a wait gives up: a failure guard, not a measurement
 
@@ -42,12 +46,7 @@ class Gated:
         self.events.extend(batch)
 
 
-async def eventually(condition: Callable[[], Any], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+eventually = partial(hub_eventually, timeout=WAIT)
 
 
 async def settle(turns: int = 20) -> None:

@@ -46,8 +46,9 @@ WAIT = 10.0  # seconds before a wait gives up: a failure guard, not a measuremen
 # --- helpers ------------------------------------------------------------------------------
 
 
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
+async def eventually(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> None:
+    """Until ``condition()`` holds; AssertionError naming ``what`` after ``timeout`` (a guard, not a measurement)."""
+    deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -65,9 +66,12 @@ class Client:
     async def _record(self, event: str, data: Any = None) -> None:
         self.received.append((event, data))
 
-    async def connect(self, hub: Hub) -> "Client":
-        await self.sio.connect(hub.url, transports=["websocket"])
-        await eventually(lambda: self.named("event_history"), "event_history")
+    wait = WAIT
+
+    async def connect(self, hub: Hub | str) -> "Client":
+        """Connect to a hub (or its URL) and wait for the history it sends first."""
+        await self.sio.connect(hub if isinstance(hub, str) else hub.url, transports=["websocket"])
+        await eventually(lambda: self.named("event_history"), "event_history", self.wait)
         return self
 
     def named(self, event: str) -> list[Any]:

@@ -22,15 +22,17 @@ import sys
 import threading
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
 import pytest
-import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fixtures_builder as fb  # noqa: E402
+from test_hub import Client as HubClient  # noqa: E402 - one recording Socket.IO client
+from test_hub import eventually as hub_eventually  # noqa: E402
 
 from agent_aggregator import hook  # noqa: E402
 from agent_aggregator.aggregator import EventAggregator  # noqa: E402
@@ -64,12 +66,7 @@ def wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+eventually = partial(hub_eventually, timeout=WAIT)
 
 
 class RedisServer:
@@ -122,27 +119,16 @@ def redis(tmp_path: Path):
 
 
 @pytest.fixture(autouse=True)
-def private_spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Aggregators in this process drain $AGGREGATE_SPOOL_DIR: never the user's, never a hub's."""
-    monkeypatch.setenv("AGGREGATE_SPOOL_DIR", str(tmp_path / "test-spool"))
+def no_hostname_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each hub stamps the machine name it is given, not one from the environment (the spool
+    is private already: tests/conftest.py)."""
     monkeypatch.delenv(HOSTNAME_VARIABLE, raising=False)
 
 
-class Client:
-    """A real python-socketio client that records what it receives."""
+class Client(HubClient):
+    """test_hub's recording client, with what these tests read of it."""
 
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.received: list[tuple[str, Any]] = []
-        self.sio.on("*", self._record)
-
-    async def _record(self, event: str, data: Any = None) -> None:
-        self.received.append((event, data))
-
-    async def connect(self, url: str) -> "Client":
-        await self.sio.connect(url, transports=["websocket"])
-        await eventually(lambda: any(name == "event_history" for name, _ in self.received), "event_history")
-        return self
+    wait = WAIT  # a hub here may first reach Redis
 
     def history(self) -> list[Any]:
         return [item for name, data in self.received if name == "event_history" for item in data["events"]]

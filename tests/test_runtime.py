@@ -32,12 +32,6 @@ from agent_aggregator.runtime import probe, read_status_file  # noqa: E402
 SECOND_ID = "7a91d44e-8c12-4f3b-ae56-9b2c1e0f8d35"
 
 
-@pytest.fixture(autouse=True)
-def private_spool(tmp_path, monkeypatch):
-    """An embedded hub drains the hook spool: never the user's real one."""
-    monkeypatch.setenv("AGGREGATE_SPOOL_DIR", str(tmp_path / "spool"))
-
-
 def make(directory: Path, port: int) -> EventAggregator:
     return EventAggregator(config=Config(activity_directory=directory, dashboard_host="127.0.0.1", dashboard_port=port))
 
@@ -311,4 +305,4 @@ def test_as_a_client_the_runtime_delivers_what_hooks_spooled(tmp_path):
     [data] = saved(tmp_path / "activity").values()
     assert data["initial_prompt"] == "typed while only claude-mpm ran"
     assert data["start_time"] == "2026-03-01T10:00:00+00:00"
-    assert not (tmp_path / "spool" / "hooks.jsonl").exists()
+    assert not (spool.spool_dir() / "hooks.jsonl").exists()

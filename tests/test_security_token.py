@@ -9,9 +9,9 @@ import json
 import os
 import stat
 import sys
-import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -30,6 +30,7 @@ from agent_aggregator.sources.hub import (
 from agent_aggregator.sources.socketio_client import CONNECTED, SocketIOSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_hub import eventually as hub_eventually  # noqa: E402
 from test_hub import run_hub  # noqa: E402 - one way to run a hub in a test
 
 TOKEN = "t0k3n-for-tests-0123456789abcdef"
@@ -38,12 +39,7 @@ PAYLOAD = {"hook_event_name": "UserPromptSubmit", "session_id": "sess-token-1", 
            "cwd": "/tmp/p"}
 
 
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+eventually = partial(hub_eventually, timeout=WAIT)
 
 
 async def post(hub: Hub, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
