@@ -255,8 +255,12 @@ class StatusBar(Widget):
         if info == self._shown:
             return
         self._shown = info
-        self._text = status_text(info)
+        self._text = self.text_for(info)
         self.refresh()
+
+    def text_for(self, info: StatusInfo) -> Text:
+        """The line for ``info`` (the replay screen's bar says other things)."""
+        return status_text(info)
 
     def render(self) -> Text:
         return self._text

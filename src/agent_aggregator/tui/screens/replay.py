@@ -142,10 +142,7 @@ class ReplayStatusBar(StatusBar):
         super().__init__(**kwargs)
         self.replay = replay
 
-    def show(self, info: StatusInfo) -> None:
-        if info == self._shown:
-            return
-        self._shown = info
+    def text_for(self, info: StatusInfo) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("◉ " if info.connected else "○ ", style="bold magenta" if info.connected else "magenta")
         text.append(info.connection, style="bold")
@@ -156,8 +153,7 @@ class ReplayStatusBar(StatusBar):
         text.append("  │  ", style="dim")
         text.append(f"{info.total:,}", style="bold")
         text.append(f" of {self.replay.total:,} events replayed", style="dim")
-        self._text = text
-        self.refresh()
+        return text
 
 
 class ReplayBar(Widget):
