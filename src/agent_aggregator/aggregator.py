@@ -33,6 +33,9 @@ log = logging.getLogger("agent_aggregator.aggregator")
 RECENT_COMPLETED_LIMIT = 256
 START_TIMEOUT = 30.0  # seconds start() waits for the source (a client's first attempt is bounded at 10 s)
 RUNTIME_JOIN_TIMEOUT = 15.0
+# handle_events records at most this many events per hold of the lock (~10-15 ms of work), with
+# one journal write per session each time: a burst's batch of 1,000 would hold it for ~150 ms.
+LOCK_SPAN = 100
 
 # Which capture flag (configuration ``capture.*``) governs each category.
 CAPTURE_FLAGS = {
@@ -345,9 +348,9 @@ class EventAggregator:
         were recorded. Bad payloads are counted, never raised, as in ``handle_event``.
 
         Why: a Socket.IO client's burst costs far less as one batch. Normalizing and
-        redacting happen before the lock; then one lock, one journal ``write()`` per
-        session (after all its events of the batch are tracked) and one turn-end
-        snapshot per session. On return every recorded event is in the journal (or,
+        redacting happen before the lock; then, per ``LOCK_SPAN`` events, one lock, one
+        journal ``write()`` per session (after all its events of the span are tracked)
+        and one turn-end snapshot per session. On return every recorded event is in the journal (or,
         when writing failed, kept in memory for the retry, as for one event).
         """
         if not self.config.enabled:
@@ -372,21 +375,20 @@ class EventAggregator:
                 prepared.extend((redact(event), source) for event in events)
             except Exception as error:  # noqa: BLE001 - a bug on one payload must not cost the batch
                 self._batch_error(error)
-        if not prepared:
-            return 0
         recorded = 0
-        with self._lock:
-            batch = _Batch()
-            now = self._clock()
-            try:
-                for event, source in prepared:
-                    try:
-                        if self._record(event, source, now, batch) is not None:
-                            recorded += 1
-                    except Exception as error:  # noqa: BLE001 - as above; what was tracked is still written
-                        self._batch_error(error)
-            finally:
-                self._flush_batch(batch)
+        for start in range(0, len(prepared), LOCK_SPAN):
+            with self._lock:  # a reader (the TUI's 4 Hz refresh) waits for one span, not the whole batch
+                batch = _Batch()
+                now = self._clock()
+                try:
+                    for event, source in prepared[start:start + LOCK_SPAN]:
+                        try:
+                            if self._record(event, source, now, batch) is not None:
+                                recorded += 1
+                        except Exception as error:  # noqa: BLE001 - as above; what was tracked is still written
+                            self._batch_error(error)
+                finally:
+                    self._flush_batch(batch)
         return recorded
 
     def _batch_error(self, error: Exception) -> None:
