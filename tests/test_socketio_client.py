@@ -299,3 +299,56 @@ def test_an_event_larger_than_the_websocket_default_keeps_the_connection(server)
         wait_until(lambda: len(collector.events) >= 2)
         assert collector.source.state == CONNECTED
     assert [payload["hook_event_name"] for _, payload in collector.events] == ["PostToolUse", "Stop"]
+
+
+def test_every_packet_shape_arrives_in_order_through_the_inline_client(server):
+    """The fast path (sources/fast_socketio.py) takes plain events; acks, binary attachments and
+    several arguments take the library's path. Interleaved, they still arrive in the order sent."""
+    from agent_aggregator.sources.fast_socketio import InlineSocketIOClient
+
+    acked: list[Any] = []
+    with Collector(server.url) as collector:
+        wait_until(lambda: collector.source.state == CONNECTED and server.clients)
+        assert isinstance(collector.source._client, InlineSocketIOClient)
+
+        async def send() -> None:
+            sio = server.sio
+            await sio.emit("claude_event", {"n": 1, "text": "caf\u00e9 \u2603"})
+            await sio.emit("hook_event", {"n": 2, "blob": b"\x00\x01binary"})  # a binary event: two frames
+            await sio.emit("claude_event", {"n": 3, "big": 2**70})  # past 64 bits: decoded exactly
+            await sio.emit("tool_event", {"n": 4}, callback=lambda *args: acked.append(args))  # with an ack id
+            await sio.emit("several", ({"n": 5}, "second"))  # two arguments
+            await sio.emit("nothing")  # no argument
+            await sio.emit("claude_event", {"n": 7}, namespace="/elsewhere")  # a namespace we never joined
+            await sio.emit("claude_event", {"n": 8})
+
+        server._call(send())
+        wait_until(lambda: len(collector.events) >= 7)
+        wait_until(lambda: acked)
+    assert collector.events == [
+        ("claude_event", {"n": 1, "text": "caf\u00e9 \u2603"}),
+        ("hook_event", {"n": 2, "blob": b"\x00\x01binary"}),
+        ("claude_event", {"n": 3, "big": 2**70}),
+        ("tool_event", {"n": 4}),
+        ("several", [{"n": 5}, "second"]),
+        ("nothing", None),
+        ("claude_event", {"n": 8}),
+    ]
+    assert acked == [()]  # the client answered the ack (our handler returns nothing)
+
+
+def test_the_stock_client_is_used_when_the_library_lacks_what_the_inline_one_overrides(server, monkeypatch):
+    import engineio
+
+    from agent_aggregator.sources import fast_socketio
+
+    monkeypatch.delattr(engineio.AsyncClient, "_read_loop_websocket")
+    assert fast_socketio.inline_client_class() is None
+    monkeypatch.undo()
+    monkeypatch.setattr(fast_socketio, "inline_client_class", lambda: None)
+    with Collector(server.url) as collector:
+        wait_until(lambda: collector.source.state == CONNECTED and server.clients)
+        assert type(collector.source._client).__name__ == "AsyncClient"
+        server.emit([("claude_event", {"n": 1}), ("claude_event", {"n": 2})])
+        wait_until(lambda: len(collector.events) >= 2)
+    assert collector.events == [("claude_event", {"n": 1}), ("claude_event", {"n": 2})]

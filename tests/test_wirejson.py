@@ -34,3 +34,13 @@ def test_decoding_gives_what_engineio_gives() -> None:
         assert type(value) is int and value == int(number)
         assert wirejson.loads(f"[{number}]".encode()) == [int(number)]
     assert wirejson.loads('{"id": "12345678901234567890", "n": 1.5}') == {"id": "12345678901234567890", "n": 1.5}
+
+
+def test_a_long_digit_run_is_found_wherever_it_is_and_only_then() -> None:
+    assert wirejson.has_long_digit_run("x" * 500 + "1" * 19)
+    assert wirejson.has_long_digit_run(b"1" * 19 + b"]")
+    assert wirejson.has_long_digit_run(bytearray(b"[" + b"9" * 30 + b"]"))
+    assert wirejson.has_long_digit_run("caf\u00e9 \ud800 " + "0" * 19)  # non-ASCII and a lone surrogate around it
+    assert not wirejson.has_long_digit_run("1" * 18 + "a" + "1" * 18)
+    assert not wirejson.has_long_digit_run("\u0661" * 30)  # Arabic-Indic digits are not JSON digits
+    assert not wirejson.has_long_digit_run("")
