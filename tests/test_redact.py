@@ -305,3 +305,48 @@ def test_the_debug_log_is_redacted(tmp_path: Path) -> None:
     text = log_file.read_text()
     assert "running curl -u me:[REDACTED:cli_user_password] x" in text
     assert SECRET_VALUES[0] not in text and SECRET_VALUES[2] not in text
+
+
+# --- the trigger-word look (RE2 when installed, substring searches otherwise) -----------------
+
+_FRAGMENTS = ["pass", "passw", "token", "token=", "key", "api_key", "-u", "-u ", "--user", "sk", "sk-", "sk_live_",
+              "gh", "ghp_", "secret", "auth", "eyj", "aiza", "-----begin", "x", " ", "_", "=", ":", "\"", "\t",
+              "\u212a", "\u0130", "caf\u00e9", "\ud800", "\n"]
+
+
+def _finders(monkeypatch: pytest.MonkeyPatch) -> tuple:
+    from agent_aggregator import redact
+
+    triggers = redact._TRIGGERS + (("my_custom_key", ()),)
+    fast = redact._word_finder(triggers)
+    monkeypatch.setitem(sys.modules, "re2", None)  # `import re2` now raises ImportError
+    plain = redact._word_finder(triggers)
+    monkeypatch.delitem(sys.modules, "re2")
+    return fast, plain
+
+
+def test_the_one_pass_look_answers_as_the_substring_searches_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("re2")
+    fast, plain = _finders(monkeypatch)
+    assert fast is not plain and fast.__name__ == "one_pass" and plain.__name__ == "searches"
+    cases = ["", "nothing to see", "the key is here", "api_key=1", "a passport", "password", "-u root",
+             "curl --user a:b", "sk-abc", "task_1", "my_custom_key", "ghp_x", "\ud800 token=1", "\u212aey"]
+    for text in cases:
+        assert fast(text.lower()) == plain(text.lower()), text
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_FRAGMENTS) | st.text(max_size=4), max_size=12))
+def test_the_one_pass_look_agrees_on_any_text(monkeypatch: pytest.MonkeyPatch, pieces: list[str]) -> None:
+    pytest.importorskip("re2")
+    fast, plain = _finders(monkeypatch)
+    lowered = "".join(pieces).lower()
+    assert fast(lowered) == plain(lowered)
+
+
+def test_without_re2_the_redactor_still_finds_every_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "re2", None)
+    redactor = Redactor()
+    assert redactor.redact_text("export API_KEY=abcd1234efgh5678") != "export API_KEY=abcd1234efgh5678"
+    assert redactor.might_contain_secret('{"cmd": "curl -u admin:hunter2 x"}')
+    assert not redactor.might_contain_secret('{"cmd": "ls -la"}')

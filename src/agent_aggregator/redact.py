@@ -33,7 +33,7 @@ from .redact_gate import normal_name_is_secret  # the verdict on a normalized na
 
 TYPE_CHECKING = False  # typing/dataclasses are not imported at run time: `aggregate hook` imports this
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any, Iterable
+    from typing import Any, Callable, Iterable
 
 MARKER = "[REDACTED:{}]"
 _MARKER = re.compile(r"\[REDACTED:[A-Za-z0-9_]+\]")
@@ -126,6 +126,7 @@ class Redactor:
         self._custom_trigger = re.compile("|".join(custom)) if custom else None
         self._extra_keys = frozenset(normalize_name(key) for key in self.config.keys)
         self._triggers = _TRIGGERS + tuple((key.lower(), ()) for key in self.config.keys)
+        self._trigger_words = _word_finder(self._triggers)
         if self._extra_keys:
             names = "|".join(re.escape(key) for key in self.config.keys)
             self._rules.append(_Rule(
@@ -200,10 +201,8 @@ class Redactor:
 
     def _mentions(self, text: str) -> bool:
         """The cheap first look: whether ``text`` contains anything a rule could match."""
-        lowered = text.lower()
-        for base, forms in self._triggers:
-            if base in lowered and (not forms or any(form in lowered for form in forms)):
-                return True
+        if self._trigger_words(text.lower()):
+            return True
         if "://" in text and "@" in text:
             return True
         if _AWS_TRIGGER.search(text) is not None:
@@ -298,6 +297,39 @@ class Redactor:
         except Exception:  # noqa: BLE001 - odd content: walk it instead
             return True
         return self._mentions(blob)
+
+
+def _word_finder(triggers: tuple[tuple[str, tuple[str, ...]], ...]) -> Callable[[str], bool]:
+    """Whether lowered text holds a trigger word: ``base`` and one of its ``forms`` (every form
+    contains its base), or ``base`` alone when it has no forms.
+
+    Why RE2: the words are ~60 literals, and the same question as 17 substring searches
+    took ~20 µs per 1 KB payload, the largest cost of live ingest after decoding. RE2
+    (google-re2) answers it in one linear pass, ~6 µs. Without it (a platform it has no
+    wheel for), or for text RE2 refuses (lone surrogates), the searches run as before.
+    """
+
+    def searches(lowered: str) -> bool:
+        for base, forms in triggers:
+            if base in lowered and (not forms or any(form in lowered for form in forms)):
+                return True
+        return False
+
+    try:
+        import re2
+    except ImportError:
+        return searches
+    words = sorted({word for base, forms in triggers for word in (forms or (base,))})
+    pattern = re2.compile("|".join(re.escape(word) for word in words))
+    search = pattern.search
+
+    def one_pass(lowered: str) -> bool:
+        try:
+            return search(lowered) is not None
+        except Exception:  # noqa: BLE001 - text RE2 cannot take: the plain searches decide
+            return searches(lowered)
+
+    return one_pass
 
 
 def _looks_like_code(name: str, value: str) -> bool:
