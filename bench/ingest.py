@@ -1,7 +1,7 @@
 """Live ingest end to end: a Socket.IO server -> ``aggregate start`` -> journals on disk.
 
-Run ``python bench/ingest.py`` (5 runs of 20,000 events) or ``--quick``
-(3 runs of 3,000). ``--events N`` and ``--runs N`` override.
+Run ``python bench/ingest.py`` (7 runs of 20,000 events: per-run ratios spread widely on a
+shared machine) or ``--quick`` (3 runs of 3,000). ``--events N`` and ``--runs N`` override.
 
 The server is a bare python-socketio ``AsyncServer`` on aiohttp, on 127.0.0.1
 and an ephemeral port, in this process, standing in for claude-mpm's monitor.
@@ -358,11 +358,11 @@ async def measure(events: list, expected: int, runs: int, work: Path, rows: dict
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = bench_options(__doc__.splitlines()[0], "3 runs of 3,000 events", "runs (default 5; quick 3)")
+    parser = bench_options(__doc__.splitlines()[0], "3 runs of 3,000 events", "runs (default 7; quick 3)")
     parser.add_argument("--events", type=int, help="events per run (default 20,000; quick 3,000)")
     args = parser.parse_args(argv)
     count = args.events or (3_000 if args.quick else 20_000)
-    runs = args.runs or (3 if args.quick else 5)
+    runs = args.runs or (3 if args.quick else 7)
     command = announce("ingest.py", argv)
     events = stream(count)
     size = sum(len(socketio.packet.Packet.json.dumps(p)) for _, p in events) / len(events)

@@ -144,3 +144,22 @@ def test_a_symlinked_journal_is_never_followed(tmp_path: Path) -> None:
     aggregator.handle_event({"session_id": "sym-1", "cwd": "/w", "hook_event_name": "UserPromptSubmit", "prompt": "x"})
     aggregator.stop()
     assert victim.read_text() == "precious\n"
+
+
+def test_the_store_refuses_to_write_through_a_planted_symlink_or_a_dot_dot_name(tmp_path: Path) -> None:
+    """``SessionStore._guard``, the second line of defence behind safe names: a plain name in the
+    directory passes without resolving; a symlink there, or ``..``, is resolved and refused."""
+    from agent_aggregator.errors import StoreError
+    from agent_aggregator.store import SessionStore
+
+    activity = tmp_path / "activity"
+    activity.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store = SessionStore(activity)
+    store._guard(activity / "session_plain.json")  # nothing there yet: fine
+    (activity / "session_link.json").symlink_to(outside / "victim.json")
+    for path in (activity / "session_link.json", activity / "..", activity / "sub" / "x.json"):
+        with pytest.raises(StoreError, match="outside the activity directory"):
+            store._guard(path)
+    assert not (outside / "victim.json").exists()

@@ -299,6 +299,7 @@ class SessionStore:
 
     def __init__(self, directory: Path | str, *, rebuild: Rebuild | None = None) -> None:
         self.directory = Path(directory).expanduser()
+        self._real_dir: Path | None = None  # self.directory resolved, once it exists (see _real_directory)
         self.rebuild = rebuild
         self.problems: list[tuple[Path, str]] = []
         self._reported: set[str] = set()
@@ -423,11 +424,23 @@ class SessionStore:
         """
         if path in self._guarded:
             return
-        if path.resolve().parent != self.directory.resolve():
+        if path.parent == self.directory and path.name not in ("", ".", "..") and not path.is_symlink():
+            pass  # a plain name in the directory: resolving would give the directory's own real path
+        elif path.resolve().parent != self._real_directory():
             raise StoreError(f"refusing to write {path}: outside the activity directory {self.directory}")
         self._guarded.add(path)
 
     # -- paths --
+
+    def _real_directory(self) -> Path:
+        """The directory's real path; resolved once it exists (each resolve is an lstat per path
+        component, and new sessions asked several times each on live ingest)."""
+        if self._real_dir is not None:
+            return self._real_dir
+        real = self.directory.resolve()
+        if self.directory.is_dir():
+            self._real_dir = real
+        return real
 
     def path_for(self, session: AgentSession) -> Path:
         """The session's final file: assigned once per session id and remembered.
@@ -463,7 +476,7 @@ class SessionStore:
         )
 
     def _bind(self, session_id: str, path: Path) -> None:
-        if path.parent.resolve() == self.directory.resolve():
+        if path.parent == self.directory or path.parent.resolve() == self._real_directory():
             self._paths[session_id] = self.directory / path.name
             self._assigned.add(path.name)
             if self._names is not None:
@@ -729,7 +742,7 @@ class SessionStore:
         return matches[0]
 
     def _record_at(self, path: Path) -> _Record | None:
-        if path.parent.resolve() != self.directory.resolve():
+        if path.parent.resolve() != self._real_directory():
             return None
         with self._mutex:  # opening one file says nothing about the others: their problems wait for a listing
             self._quiet = True
