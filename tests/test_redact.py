@@ -350,3 +350,19 @@ def test_without_re2_the_redactor_still_finds_every_trigger(monkeypatch: pytest.
     assert redactor.redact_text("export API_KEY=abcd1234efgh5678") != "export API_KEY=abcd1234efgh5678"
     assert redactor.might_contain_secret('{"cmd": "curl -u admin:hunter2 x"}')
     assert not redactor.might_contain_secret('{"cmd": "ls -la"}')
+
+
+def test_a_redactor_imports_re2_only_after_looking_at_enough_text() -> None:
+    """The hook redacts one payload and exits: importing RE2 (~5 ms) would cost it more than it saves."""
+    pytest.importorskip("re2")
+    from agent_aggregator import redact
+
+    redactor = Redactor()
+    assert redactor.might_contain_secret('{"cmd": "curl -u admin:hunter2 x"}')
+    assert redactor._trigger_words == redactor._words_before_re2
+    text = '{"output": "' + "ordinary words " * 1000 + '"}'
+    while redactor._looked_at < redact.RE2_AFTER_CHARS:
+        assert not redactor.might_contain_secret(text)
+    assert redactor._trigger_words.__name__ == "one_pass"
+    assert redactor.might_contain_secret('{"cmd": "curl -u admin:hunter2 x"}')
+    assert not redactor.might_contain_secret(text)

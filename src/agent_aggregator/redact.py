@@ -126,7 +126,11 @@ class Redactor:
         self._custom_trigger = re.compile("|".join(custom)) if custom else None
         self._extra_keys = frozenset(normalize_name(key) for key in self.config.keys)
         self._triggers = _TRIGGERS + tuple((key.lower(), ()) for key in self.config.keys)
-        self._trigger_words = _word_finder(self._triggers)
+        # The substring searches first; RE2 once this redactor has looked at enough text to repay
+        # importing it (~5 ms): the hook, which looks at one payload, never imports it.
+        self._plain_words = _word_searches(self._triggers)
+        self._trigger_words: Callable[[str], bool] = self._words_before_re2
+        self._looked_at = 0
         if self._extra_keys:
             names = "|".join(re.escape(key) for key in self.config.keys)
             self._rules.append(_Rule(
@@ -198,6 +202,12 @@ class Redactor:
             start, end = start + 1, end - 1
         offset = match.start(0)
         return whole[: start - offset] + MARKER.format(rule.name) + whole[end - offset:]
+
+    def _words_before_re2(self, lowered: str) -> bool:
+        self._looked_at += len(lowered)
+        if self._looked_at >= RE2_AFTER_CHARS:
+            self._trigger_words = _word_finder(self._triggers)
+        return self._plain_words(lowered)
 
     def _mentions(self, text: str) -> bool:
         """The cheap first look: whether ``text`` contains anything a rule could match."""
@@ -309,12 +319,7 @@ def _word_finder(triggers: tuple[tuple[str, tuple[str, ...]], ...]) -> Callable[
     wheel for), or for text RE2 refuses (lone surrogates), the searches run as before.
     """
 
-    def searches(lowered: str) -> bool:
-        for base, forms in triggers:
-            if base in lowered and (not forms or any(form in lowered for form in forms)):
-                return True
-        return False
-
+    searches = _word_searches(triggers)
     try:
         import re2
     except ImportError:
@@ -332,6 +337,18 @@ def _word_finder(triggers: tuple[tuple[str, tuple[str, ...]], ...]) -> Callable[
     return one_pass
 
 
+def _word_searches(triggers: tuple[tuple[str, tuple[str, ...]], ...]) -> Callable[[str], bool]:
+    """``_word_finder``'s question as one substring search per word (no RE2)."""
+
+    def searches(lowered: str) -> bool:
+        for base, forms in triggers:
+            if base in lowered and (not forms or any(form in lowered for form in forms)):
+                return True
+        return False
+
+    return searches
+
+
 def _looks_like_code(name: str, value: str) -> bool:
     """``password: str`` / ``token = self._token`` / ``key=$KEY`` in source or shell: not a literal
     secret. Only for lower/mixed-case names: ``API_KEY=...`` is an environment assignment."""
@@ -341,6 +358,8 @@ def _looks_like_code(name: str, value: str) -> bool:
         return value.startswith("$")
     return _CODE_VALUE.match(value) is not None and (value.startswith("$") or any(c in value for c in ".([<*"))
 
+
+RE2_AFTER_CHARS = 256 * 1024  # text a redactor looks at before it imports RE2 (see Redactor.__init__)
 
 _DEFAULT: Redactor | None = None
 
