@@ -177,6 +177,10 @@ def tables_measured(app: Any) -> bool:
 
     for screen in app.screen_stack:
         for table in screen.query(DataTable):
+            # Measured is not yet laid out: the new widths reach the screen after the idle pass that
+            # also updates the table's dimensions (a screenshot between the two clipped "Explore").
+            if table._updated_cells or table._new_rows or table._require_update_dimensions:
+                return False
             for column in table.ordered_columns:
                 if not column.auto_width:
                     continue
