@@ -213,6 +213,10 @@ def test_runtime_client_mode_journals_a_burst_through_batches(tmp_path: Path, mo
         server.emit(stream)
         wait_until(lambda: sum(len(v) for v in journal_events(tmp_path / "activity").values()) == len(stream))
         assert aggregator.runtime.events_received == len(stream)
+        # a turn-end snapshot put off by a busy batch is written once ingest is quiet (the runtime's tick)
+        turned = {p["session_id"] for _, p in stream if p.get("subtype") == "stop"}
+        assert turned
+        wait_until(lambda: turned <= set(_snapshots(tmp_path / "activity")) and not aggregator._due_snapshots)
     finally:
         aggregator.stop()
         server.stop()
@@ -250,3 +254,70 @@ def test_may_hold_sees_a_file_another_process_adds_after_our_own_writes(tmp_path
         assert store.may_hold("zq_x9y8w7-0000")
     finally:
         aggregator.stop()
+
+
+class _Clock:
+    """A settable clock for the aggregator (its idle and wait times are measured on it)."""
+
+    def __init__(self) -> None:
+        self.now = parse_timestamp("2026-11-22T10:00:00+00:00")
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now = self.now + timedelta(seconds=seconds)
+
+
+def _snapshots(directory: Path) -> dict[str, dict[str, Any]]:
+    """Active sessions' snapshot files, by session id."""
+    found = {}
+    for path in directory.glob("session_*.json"):
+        data = jsonio.read_json(path)
+        if data["status"] == "active":
+            found[data["session_id"]] = data
+    return found
+
+
+def test_a_busy_batch_puts_turn_end_snapshots_off_until_ingest_catches_up(tmp_path: Path) -> None:
+    """A batch of BUSY_BATCH+ events means more are queued: its turn-end snapshots wait (every event
+    is journaled on return all the same); the next small batch, or the tick once ingest is quiet,
+    writes them; none waits longer than SNAPSHOT_MAX_WAIT; stop() leaves nothing behind."""
+    from agent_aggregator import aggregator as aggregator_module
+
+    stream = mpm_stream(16)
+    busy = aggregator_module.BUSY_BATCH
+    assert len(stream) >= 2 * busy + 2
+    clock = _Clock()
+    aggregator = EventAggregator(config=Config(activity_directory=tmp_path), clock=clock)
+    aggregator.start(connect=False)
+    try:
+        aggregator.handle_events(stream[:busy])
+        assert sum(len(v) for v in journal_events(tmp_path).values()) == aggregator.total_events == busy
+        assert _snapshots(tmp_path) == {} and aggregator._due_snapshots  # turns ended, nothing written yet
+
+        clock.advance(0.5)
+        assert aggregator.write_due_snapshots() == 0  # the tick: ingest was busy half a second ago
+        clock.advance(5)
+        aggregator.handle_events(stream[busy:2 * busy])  # still busy, but the first ones waited 5 s
+        written = _snapshots(tmp_path)
+        assert written and aggregator._due_snapshots  # the old ones written, this batch's put off
+
+        aggregator.handle_events(stream[2 * busy:2 * busy + 1])  # a small batch: ingest caught up
+        assert not aggregator._due_snapshots
+        written = _snapshots(tmp_path)
+        turned = {sid for sid, s in aggregator.tracker.sessions.items() if any(
+            e.event_type in ("Stop", "AssistantResponse") for e in s.events)}
+        assert turned and turned <= set(written)
+        for sid in turned:  # each snapshot holds its session as it stood at its last write
+            assert len(written[sid]["events"]) <= len(aggregator.tracker.sessions[sid].events)
+
+        aggregator.handle_events(stream[2 * busy + 1:])
+        clock.advance(2)
+        aggregator.write_due_snapshots()  # the tick after a quiet second writes the rest
+        assert not aggregator._due_snapshots
+    finally:
+        aggregator.stop()
+    finals = [jsonio.read_json(p) for p in tmp_path.glob("session_*.json")]
+    assert sum(len(f["events"]) for f in finals) == len(stream)
+    assert all(f["status"] == "completed" for f in finals) and not list(tmp_path.glob("*.journal.jsonl"))

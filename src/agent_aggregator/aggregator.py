@@ -36,6 +36,12 @@ RUNTIME_JOIN_TIMEOUT = 15.0
 # handle_events records at most this many events per hold of the lock (~10-15 ms of work), with
 # one journal write per session each time: a burst's batch of 1,000 would hold it for ~150 ms.
 LOCK_SPAN = 100
+# A batch this large means events are queued behind it (the Socket.IO client hands over what
+# piled up, up to 500 at a time): its turn-end snapshots wait until ingest catches up (the
+# journal already holds every event), but never longer than SNAPSHOT_MAX_WAIT.
+BUSY_BATCH = 200
+SNAPSHOT_MAX_WAIT = timedelta(seconds=5)
+IDLE_AFTER = timedelta(seconds=1)  # no busy batch for this long: ingest has caught up
 
 # Which capture flag (configuration ``capture.*``) governs each category.
 CAPTURE_FLAGS = {
@@ -111,6 +117,9 @@ class EventAggregator:
         # Session id -> index in session.events of the first event a failed journal
         # append left out: the next append (new event or retry) writes from there, in order.
         self._journal_backlog: dict[str, int] = {}
+        # Turn-end snapshots a busy batch put off: session id -> (session, when it became due).
+        self._due_snapshots: dict[str, tuple[AgentSession, datetime]] = {}
+        self._last_busy: datetime | None = None
         self.write_error: str | None = None  # the last write failure, until writing works again
         self._logged: set[str] = set()
         self.running = False
@@ -357,7 +366,11 @@ class EventAggregator:
             for _ in items:
                 self._count_rejection(RejectedEvent("capture_disabled", ignorable=True))
             return 0
+        items = items if isinstance(items, list) else list(items)
+        busy = len(items) >= BUSY_BATCH
         received_at = self._clock()
+        if busy:
+            self._last_busy = received_at
         redact = self.redactor.redact_event
         prepared: list[tuple[SessionEvent, str]] = []
         for event_name, payload in items:
@@ -388,7 +401,8 @@ class EventAggregator:
                         except Exception as error:  # noqa: BLE001 - as above; what was tracked is still written
                             self._batch_error(error)
                 finally:
-                    self._flush_batch(batch)
+                    self._flush_batch(batch, defer_snapshots=busy)
+        self._write_due_snapshots(everything=not busy)
         return recorded
 
     def _batch_error(self, error: Exception) -> None:
@@ -460,15 +474,47 @@ class EventAggregator:
         if pending is not None:
             self._journal(pending[0], pending[0].events[pending[1]:])
 
-    def _flush_batch(self, batch: _Batch) -> None:
-        """Every pending journal append (one ``write()`` per session), then the turn-end snapshots."""
+    def _flush_batch(self, batch: _Batch, *, defer_snapshots: bool = False) -> None:
+        """Every pending journal append (one ``write()`` per session), then the turn-end snapshots
+        (or, for a busy batch, a note that they are due: ``_write_due_snapshots``)."""
         for session, start in batch.journal.values():
             self._journal(session, session.events[start:])
         batch.journal.clear()
+        now = self._clock()
         for session_id, session in batch.snapshots.items():
-            if session.status == ACTIVE and self.tracker.sessions.get(session_id) is session:
+            if defer_snapshots:
+                self._due_snapshots.setdefault(session_id, (session, now))
+            elif session.status == ACTIVE and self.tracker.sessions.get(session_id) is session:
+                self._due_snapshots.pop(session_id, None)
                 self._save(session, final=False)
         batch.snapshots.clear()
+
+    def write_due_snapshots(self) -> int:
+        """The runtime's tick: write the snapshots busy batches put off, once ingest has been
+        quiet for IDLE_AFTER (else only those due for SNAPSHOT_MAX_WAIT). Returns how many."""
+        last_busy = self._last_busy
+        return self._write_due_snapshots(everything=last_busy is None or self._clock() - last_busy >= IDLE_AFTER)
+
+    def _write_due_snapshots(self, *, everything: bool) -> int:
+        """Write put-off snapshots (all, or those waiting SNAPSHOT_MAX_WAIT), a few per hold of the lock."""
+        if not self._due_snapshots:
+            return 0
+        now = self._clock()
+        with self._lock:
+            due = [session_id for session_id, (_, since) in self._due_snapshots.items()
+                   if everything or now - since >= SNAPSHOT_MAX_WAIT]
+        written = 0
+        for start in range(0, len(due), 20):  # a reader (the TUI's refresh) waits for 20 writes at most
+            with self._lock:
+                for session_id in due[start:start + 20]:
+                    entry = self._due_snapshots.pop(session_id, None)
+                    if entry is None:
+                        continue
+                    session = entry[0]
+                    if session.status == ACTIVE and self.tracker.sessions.get(session_id) is session:
+                        self._save(session, final=False)
+                        written += 1
+        return written
 
     def _session_for(self, event: SessionEvent) -> AgentSession | None:
         """The tracked session for an event, resuming a completed one when it continues."""
@@ -530,6 +576,7 @@ class EventAggregator:
     def save_all(self) -> None:
         """Snapshot every active session now (they stay open)."""
         with self._lock:
+            self._due_snapshots.clear()
             for session in self.active_sessions.values():
                 self._save(session, final=False)
 
@@ -554,6 +601,7 @@ class EventAggregator:
             return session
 
     def _complete(self, session: AgentSession) -> None:
+        self._due_snapshots.pop(session.session_id, None)  # the final file supersedes a put-off snapshot
         self._save(session, final=True)
         self.tracker.forget(session.session_id)
         self._last_seen.pop(session.session_id, None)

@@ -510,6 +510,10 @@ class AggregatorRuntime:
                 pass
             now = loop.time()
             self._refresh_connection()
+            try:
+                self.aggregator.write_due_snapshots()  # those a burst put off (aggregator.BUSY_BATCH)
+            except Exception:  # noqa: BLE001 - the loop must survive a bad save
+                log.exception("writing put-off snapshots failed")
             if now >= next_timeouts:
                 next_timeouts = now + self.timeout_check_interval
                 try:
