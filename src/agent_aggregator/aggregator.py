@@ -42,6 +42,7 @@ LOCK_SPAN = 100
 BUSY_BATCH = 200
 SNAPSHOT_MAX_WAIT = timedelta(seconds=5)
 IDLE_AFTER = timedelta(seconds=1)  # no busy batch for this long: ingest has caught up
+SNAPSHOTS_PER_LOCK = 20  # put-off snapshots written per hold of the lock (a reader waits for 20 at most)
 
 # Which capture flag (configuration ``capture.*``) governs each category.
 CAPTURE_FLAGS = {
@@ -359,8 +360,9 @@ class EventAggregator:
         Why: a Socket.IO client's burst costs far less as one batch. Normalizing and
         redacting happen before the lock; then, per ``LOCK_SPAN`` events, one lock, one
         journal ``write()`` per session (after all its events of the span are tracked)
-        and one turn-end snapshot per session. On return every recorded event is in the journal (or,
-        when writing failed, kept in memory for the retry, as for one event).
+        and one turn-end snapshot per session (put off while busy: ``BUSY_BATCH``). On
+        return every recorded event is in the journal (or, when writing failed, kept in
+        memory for the retry, as for one event).
         """
         if not self.config.enabled:
             for _ in items:
@@ -484,10 +486,16 @@ class EventAggregator:
         for session_id, session in batch.snapshots.items():
             if defer_snapshots:
                 self._due_snapshots.setdefault(session_id, (session, now))
-            elif session.status == ACTIVE and self.tracker.sessions.get(session_id) is session:
+            elif self._snapshot_if_current(session_id, session):
                 self._due_snapshots.pop(session_id, None)
-                self._save(session, final=False)
         batch.snapshots.clear()
+
+    def _snapshot_if_current(self, session_id: str, session: AgentSession) -> bool:
+        """A turn-end snapshot, unless the session ended or was replaced since its turn ended."""
+        if session.status != ACTIVE or self.tracker.sessions.get(session_id) is not session:
+            return False
+        self._save(session, final=False)
+        return True
 
     def write_due_snapshots(self) -> int:
         """The runtime's tick: write the snapshots busy batches put off, once ingest has been
@@ -504,15 +512,11 @@ class EventAggregator:
             due = [session_id for session_id, (_, since) in self._due_snapshots.items()
                    if everything or now - since >= SNAPSHOT_MAX_WAIT]
         written = 0
-        for start in range(0, len(due), 20):  # a reader (the TUI's refresh) waits for 20 writes at most
+        for start in range(0, len(due), SNAPSHOTS_PER_LOCK):  # a reader (the TUI's refresh) waits between
             with self._lock:
-                for session_id in due[start:start + 20]:
+                for session_id in due[start:start + SNAPSHOTS_PER_LOCK]:
                     entry = self._due_snapshots.pop(session_id, None)
-                    if entry is None:
-                        continue
-                    session = entry[0]
-                    if session.status == ACTIVE and self.tracker.sessions.get(session_id) is session:
-                        self._save(session, final=False)
+                    if entry is not None and self._snapshot_if_current(session_id, entry[0]):
                         written += 1
         return written
 

@@ -308,20 +308,9 @@ _WHOLE_SECOND_FORMATS = (_LOCAL_TIME_FORMAT, "%Y-%m-%d")  # no %f/%z/%Z: time.st
 
 
 def _local_time(value: Any, fmt: str = _LOCAL_TIME_FORMAT) -> str:
-    from datetime import datetime
+    from .timeutil import parse_saved_time  # what we store: the strict parser first, 10x faster
 
-    moment = None
-    if isinstance(value, str):  # what we store: the strict parser is 10x faster than the tolerant one
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is None:
-            moment = None
-    if moment is None:
-        from .timeutil import parse_timestamp
-
-        moment = parse_timestamp(value)
+    moment = parse_saved_time(value)
     if moment is None:
         return "-"
     if fmt in _WHOLE_SECOND_FORMATS:  # a 10,000-session listing: half the time of astimezone().strftime()

@@ -22,6 +22,7 @@ from .timeutil import (
     milliseconds_between,
     normalize_timestamp,
     now_utc,
+    parse_saved_time,  # a 100,000-event session has thousands of delegations, two times each
     parse_timestamp,
 )
 
@@ -240,19 +241,6 @@ def _pair(post: dict[str, Any], pre: dict[str, Any], correlation_id: str, keys: 
 # --- delegations ----------------------------------------------------------------
 
 
-def _saved_time(value: Any) -> datetime | None:
-    """``parse_timestamp`` with a fast path for what we write (ISO 8601 with a zone): a
-    100,000-event session has thousands of delegations, two times each, to read on load."""
-    if type(value) is str and value[4:5] == "-":
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            return moment
-    return parse_timestamp(value)
-
-
 @dataclass
 class AgentDelegation:
     """A subagent dispatched by a Task/Agent tool call, and what it did."""
@@ -309,11 +297,11 @@ class AgentDelegation:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "AgentDelegation":
-        start = _saved_time(raw.get("start_time")) or now_utc()
+        start = parse_saved_time(raw.get("start_time")) or now_utc()
         return cls(
             agent_type=str(raw.get("agent_type") or "unknown"),
             start_time=start,
-            end_time=_saved_time(raw.get("end_time")),
+            end_time=parse_saved_time(raw.get("end_time")),
             instructions=str(raw.get("instructions") or ""),
             event_count=int(raw.get("event_count") or 0),
             tool_operations=list(raw.get("tool_operations") or []),

@@ -13,8 +13,9 @@ idempotent (markers are left alone) and never touches the keys that identify
 an event (``event_id``, ``timestamp``, ``session_id`` ...).
 
 Speed: most events carry no secret. ``Redactor.redact_event`` first looks for
-any trigger word in the whole payload (one C-speed regex over text the event
-already is); only payloads that mention one are walked leaf by leaf.
+any trigger word in the whole payload (``_word_finder``: one RE2 pass over the
+payload's JSON text), and for a secret-named key; only payloads with either are
+walked leaf by leaf.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .redact_gate import RedactionConfig  # the settings (config.py reads them w
 from .redact_gate import STRONG_WORDS as _STRONG_WORDS  # a secret's name contains one
 from .redact_gate import TRIGGERS as _TRIGGERS  # the cheap first look's words
 from .redact_gate import WEAK_PARTS as _WEAK_PARTS  # ... or has one as a whole ``_`` part ("tokens" does not)
+from .redact_gate import holds_trigger_word  # the trigger words, one substring search each
 from .redact_gate import normal_name_is_secret  # the verdict on a normalized name, from those tables
 
 TYPE_CHECKING = False  # typing/dataclasses are not imported at run time: `aggregate hook` imports this
@@ -84,9 +86,7 @@ _RULES: tuple[tuple[str, str], ...] = (
      r"(?P<s>\[REDACTED:\w+\]|\"(?:[^\"\\\n]|\\.)*\"|'[^'\n]*'|[^\s\"',;&|)}\]]+)"),
 )
 
-# Cheap first look: a text containing none of these holds no secret the rules find. Plain
-# substring tests on the lowered text (C speed; a regex alternation costs ~0.5 ms on a large
-# payload): a base word first, its exact forms only when the base is there.
+# Cheap first look, besides the trigger words (redact_gate.TRIGGERS): an AWS access key id's shape.
 _AWS_TRIGGER = re.compile(r"A[A-Z]{2}A[A-Z0-9]{16}")
 
 _TYPE_NAMES = frozenset(
@@ -341,10 +341,7 @@ def _word_searches(triggers: tuple[tuple[str, tuple[str, ...]], ...]) -> Callabl
     """``_word_finder``'s question as one substring search per word (no RE2)."""
 
     def searches(lowered: str) -> bool:
-        for base, forms in triggers:
-            if base in lowered and (not forms or any(form in lowered for form in forms)):
-                return True
-        return False
+        return holds_trigger_word(lowered, triggers)
 
     return searches
 

@@ -89,13 +89,20 @@ def may_hold_secret(value) -> bool:
 
 def mentions(text: str) -> bool:
     """``Redactor._mentions`` for the default configuration, without ``re``."""
-    lowered = text.lower()
-    for base, forms in TRIGGERS:
-        if base in lowered and (not forms or any(form in lowered for form in forms)):
-            return True
+    if holds_trigger_word(text.lower()):
+        return True
     if "://" in text and "@" in text:
         return True
     return _AWS_NEEDLE in text.encode("ascii", "replace").translate(_RUN_TABLE)
+
+
+def holds_trigger_word(lowered: str, triggers: tuple = TRIGGERS) -> bool:
+    """Whether lowered text holds a trigger word: a base and one of its forms (each form contains
+    its base, so the base is the cheap test first), or a base that has no forms."""
+    for base, forms in triggers:
+        if base in lowered and (not forms or any(form in lowered for form in forms)):
+            return True
+    return False
 
 
 def is_secret_name(name: str) -> bool:

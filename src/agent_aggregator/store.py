@@ -492,9 +492,8 @@ class SessionStore:
         """
         prefix = f"{FILE_PREFIX}{safe_id_fragment(session_id)}_"
         with self._mutex:
-            try:
-                mtime_ns = os.stat(self.directory).st_mtime_ns
-            except OSError:
+            mtime_ns = self._directory_mtime_ns()
+            if mtime_ns is None:
                 return False
             if self._names is None or mtime_ns != self._names_mtime_ns:
                 try:
@@ -615,11 +614,8 @@ class SessionStore:
         """The directory's mtime before a change of ours, when may_hold()'s names are current."""
         if self._names is None:
             return None
-        try:
-            mtime_ns = os.stat(self.directory).st_mtime_ns
-        except OSError:
-            return None
-        return mtime_ns if mtime_ns == self._names_mtime_ns else None
+        mtime_ns = self._directory_mtime_ns()
+        return mtime_ns if mtime_ns is not None and mtime_ns == self._names_mtime_ns else None
 
     def _own_change(self, mark: int | None) -> None:
         """After a file change of ours (its name is known already, see _bind): the names stay
@@ -627,13 +623,19 @@ class SessionStore:
         snapshot writes change its mtime), a listing per session on live ingest."""
         if mark is None:
             return
-        try:
-            mtime_ns = os.stat(self.directory).st_mtime_ns
-        except OSError:
+        mtime_ns = self._directory_mtime_ns()
+        if mtime_ns is None:
             return
         with self._mutex:
             if self._names_mtime_ns == mark:
                 self._names_mtime_ns = mtime_ns
+
+    def _directory_mtime_ns(self) -> int | None:
+        """The directory's mtime (what says whether may_hold()'s names are current); None when unreadable."""
+        try:
+            return os.stat(self.directory).st_mtime_ns
+        except OSError:
+            return None
 
     def _remember(self, path: Path, session: AgentSession) -> None:
         """Index what we just wrote, so listing never re-parses our own files."""

@@ -32,6 +32,7 @@ from .config import Config
 from .errors import AggregatorError, StoreLockedError
 from .model import SessionEvent
 from .runtime import read_status_file
+from .store import SessionStore
 
 log = logging.getLogger("agent_aggregator.takeover")
 
@@ -74,6 +75,16 @@ def wait_for_status(config: Config, pid: int, timeout: float = STATUS_WAIT,
         if time.monotonic() >= deadline or stopped():
             return False
         time.sleep(STATUS_POLL)
+
+
+def start_follower(config: Config, store: SessionStore,
+                   pending: Callable[[EventAggregator], None] = lambda aggregator: None) -> EventAggregator:
+    """A running aggregator that listens with ``config`` (``follow_config``) on ``store`` and never
+    writes; ``pending`` is told of it before it starts (so a quit can abort the start)."""
+    follower = EventAggregator(config=config, store=store)
+    pending(follower)
+    follower.start(connect=True, write=False)
+    return follower
 
 
 def held_events(aggregator: EventAggregator) -> list[tuple[str, list[SessionEvent]]]:
@@ -158,17 +169,13 @@ def take_over(
             return Handover(follower, False, pid, gone_pid)  # its client reconnects by itself
         if follower.running:
             follower.stop()
-        successor = EventAggregator(config=config, store=store)
-        pending(successor)
-        successor.start(connect=True, write=False)
-        return Handover(successor, False, pid, gone_pid)
+        return Handover(start_follower(config, store, pending), False, pid, gone_pid)
     # The lock kept changing hands: follow whoever holds it now, at the configured address.
+    pid = store.writer_pid()
     if follower.running:
-        return Handover(follower, False, store.writer_pid(), gone_pid)
-    successor = EventAggregator(config=follow_config(base_config, store.writer_pid()), store=store)
-    pending(successor)
-    successor.start(connect=True, write=False)
-    return Handover(successor, False, store.writer_pid(), gone_pid)
+        return Handover(follower, False, pid, gone_pid)
+    return Handover(start_follower(follow_config(base_config, pid), store, pending), False, pid, gone_pid)
 
 
-__all__ = ["Handover", "carry_over", "follow_config", "held_events", "take_over", "wait_for_status"]
+__all__ = ["Handover", "carry_over", "follow_config", "held_events", "start_follower", "take_over",
+           "wait_for_status"]

@@ -48,6 +48,19 @@ def parse_timestamp(value: Any) -> datetime | None:
     return parsed
 
 
+def parse_saved_time(value: Any) -> datetime | None:
+    """``parse_timestamp`` with a fast path for what we write (ISO 8601 with a zone): the strict
+    parser, uncached, is several times faster on the thousands of times a listing or a load reads."""
+    if type(value) is str and value[4:5] == "-":
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment
+    return parse_timestamp(value)
+
+
 # Text -> parsed: one event's timestamp is parsed by normalize, the session and the tracker
 # (about 2.5 times per event on live ingest); datetimes are immutable, so the result is shared.
 _PARSED: dict[str, datetime] = {}

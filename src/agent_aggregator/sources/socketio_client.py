@@ -360,9 +360,7 @@ class SocketIOSource(StateReporting):
         try:
             self.on_event(event, data)
         except Exception:  # noqa: BLE001 - a consumer's bug must not drop the connection
-            self.callback_errors += 1
-            if self.callback_errors == 1:
-                log.exception("event callback failed (further failures are only counted)")
+            self._callback_failed()
 
     def _flush(self) -> None:
         """Hand the collected events to ``on_batch``, in order, at most BATCH_LIMIT per call."""
@@ -372,9 +370,13 @@ class SocketIOSource(StateReporting):
             try:
                 self.on_batch(pending[start : start + BATCH_LIMIT])  # type: ignore[misc]
             except Exception:  # noqa: BLE001 - a consumer's bug must not drop the connection
-                self.callback_errors += 1
-                if self.callback_errors == 1:
-                    log.exception("event callback failed (further failures are only counted)")
+                self._callback_failed()
+
+    def _callback_failed(self) -> None:
+        """Count a consumer's failure; the first one is logged with its traceback (call it in ``except``)."""
+        self.callback_errors += 1
+        if self.callback_errors == 1:
+            log.exception("event callback failed (further failures are only counted)")
 
     def _failed(self, reason: str) -> None:
         self.attempt += 1

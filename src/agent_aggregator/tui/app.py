@@ -49,7 +49,7 @@ from ..describe import one_line
 from ..errors import StoreLockedError
 from ..model import ACTIVE, AgentSession, SessionSummary
 from ..store import SessionStore
-from ..takeover import Handover, follow_config, take_over
+from ..takeover import Handover, follow_config, start_follower, take_over
 from ..timeutil import now_utc
 from .viewstate import (
     BROWSE,
@@ -335,16 +335,14 @@ class AggregateApp(App[None]):
                 self.post_message(IngestStarted(aggregator, WRITER, None))
                 return
             pid = self.store.writer_pid()
-            follower = EventAggregator(config=self._follow_config(pid), store=self.store)
-            self._pending = follower
-            follower.start(connect=True, write=False)
+            follower = start_follower(follow_config(self.config, pid), self.store, pending=self._set_pending)
             self.post_message(IngestStarted(follower, FOLLOWER, pid))
         finally:
             self._ingest_done.set()
 
-    def _follow_config(self, pid: int | None) -> Config:
-        """Listen where the writer listens: its status file names its server (``aggregate start``)."""
-        return follow_config(self.config, pid)
+    def _set_pending(self, aggregator: EventAggregator) -> None:
+        """The aggregator being started (a quit meanwhile stops it: ``_pending``)."""
+        self._pending = aggregator
 
     def _watch_writer(self) -> None:
         """A follower looks whether its writer is still there (the timer; cheap: one flock probe).
@@ -382,10 +380,7 @@ class AggregateApp(App[None]):
             if self._stopped:
                 return
 
-            def pending(aggregator: EventAggregator) -> None:
-                self._pending = aggregator
-
-            handover: Handover = take_over(follower, self.config, gone_pid, pending=pending,
+            handover: Handover = take_over(follower, self.config, gone_pid, pending=self._set_pending,
                                            stopped=lambda: self._stopped)
             self.post_message(IngestStarted(handover.aggregator, WRITER if handover.writes else FOLLOWER,
                                             handover.writer_pid, gone_pid=gone_pid or 0, carried=handover.carried))
