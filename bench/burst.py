@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common import ROOT, Row, announce, bench_options, report, stop_aggregator
+from common import ROOT, Row, announce, bench_options, fill_defaults, report, stop_aggregator
 
 sys.path.insert(0, str(ROOT / "tests"))
 import fixtures_builder as fb  # noqa: E402
@@ -200,11 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = bench_options(__doc__.splitlines()[0], "4,000 events, 2 runs", "runs (default 3; quick 2)")
     parser.add_argument("--events", type=int, help="events in the burst (default 40,000; quick 4,000)")
-    args = parser.parse_args(argv)
-    count = args.events or (4_000 if args.quick else 40_000)
-    runs = args.runs or (2 if args.quick else 3)
-    if count < 1 or runs < 1:
-        parser.error("--events and --runs must be at least 1")
+    args = fill_defaults(parser, parser.parse_args(argv), events=(4_000, 40_000), runs=(2, 3))
+    count, runs = args.events, args.runs
     command = announce("burst.py", argv)
     rows = {
         "rate": Row(f"burst: {count:,} claude-mpm events at once over one Socket.IO connection", "ev/s",

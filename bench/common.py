@@ -188,6 +188,18 @@ def bench_options(description: str, quick: str, runs: str) -> argparse.ArgumentP
     return parser
 
 
+def fill_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                  **defaults: tuple[int, int]) -> argparse.Namespace:
+    """Each ``--NAME`` not given takes its ``(quick, full)`` default, by ``--quick``; a value below 1
+    is the parser's one-line error (a median of no runs would be a traceback)."""
+    for name, (quick, full) in defaults.items():
+        value = getattr(args, name) or (quick if args.quick else full)
+        if value < 1:
+            parser.error(f"--{name} must be at least 1")
+        setattr(args, name, value)
+    return args
+
+
 def report(name: str, runs: int, rows: dict[str, Row], json_path: str | None, problems: Sequence[str] = (),
            *, note: str = "") -> int:
     """Print the bench's table (and its problems), write ``--json``; the exit code: 1 on any problem."""

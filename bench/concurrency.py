@@ -51,7 +51,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from common import ROOT, Row, announce, bench_options, report, stop_aggregator
+from common import ROOT, Row, announce, bench_options, fill_defaults, report, stop_aggregator
 
 sys.path.insert(0, str(ROOT / "tests"))
 import fixtures_builder as fb  # noqa: E402
@@ -236,9 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = bench_options(__doc__.splitlines()[0], "100 sessions, 2 runs", "runs (default 3; quick 2)")
     parser.add_argument("--sessions", type=int, help="sessions open at once (default 1,000; quick 100)")
-    args = parser.parse_args(argv)
-    count = args.sessions or (100 if args.quick else 1_000)
-    runs = args.runs or (2 if args.quick else 3)
+    args = fill_defaults(parser, parser.parse_args(argv), sessions=(100, 1_000), runs=(2, 3))
+    count, runs = args.sessions, args.runs
     command = announce("concurrency.py", argv)
     per = len(fb.raw_hook_session())
     rows = {

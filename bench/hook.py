@@ -51,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Row, announce, machine_note, print_table, write_json
+from common import Row, announce, fill_defaults, machine_note, print_table, write_json
 
 VENV_PYTHON = sys.executable
 AGGREGATE = Path(sys.executable).with_name("aggregate")
@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-is", action="store_true", help="keep PYTHONDONTWRITEBYTECODE etc. as they are")
     parser.add_argument("--real-hub", action="store_true",
                         help="post to `aggregate serve` (the real hub) instead of a bare aiohttp handler")
-    options = parser.parse_args(argv)
-    options.runs = options.runs or (10 if options.quick else 40)
+    options = fill_defaults(parser, parser.parse_args(argv), runs=(10, 40))
     command_text = announce("hook.py", argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench-hook-"))

@@ -65,7 +65,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from common import ROOT, Row, announce, bench_options, report, settle_disk, stop_aggregator
+from common import ROOT, Row, announce, bench_options, fill_defaults, report, settle_disk, stop_aggregator
 
 sys.path.insert(0, str(ROOT / "tests"))
 import fixtures_builder as fb  # noqa: E402
@@ -360,9 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = bench_options(__doc__.splitlines()[0], "3 runs of 3,000 events", "runs (default 7; quick 3)")
     parser.add_argument("--events", type=int, help="events per run (default 20,000; quick 3,000)")
-    args = parser.parse_args(argv)
-    count = args.events or (3_000 if args.quick else 20_000)
-    runs = args.runs or (3 if args.quick else 7)
+    args = fill_defaults(parser, parser.parse_args(argv), events=(3_000, 20_000), runs=(3, 7))
+    count, runs = args.events, args.runs
     command = announce("ingest.py", argv)
     events = stream(count)
     size = sum(len(socketio.packet.Packet.json.dumps(p)) for _, p in events) / len(events)

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from textual import events
 
-from common import ROOT, Row, announce, machine_note, print_table, write_json
+from common import ROOT, Row, announce, fill_defaults, machine_note, print_table, write_json
 
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "src"))
@@ -263,10 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--presses", type=int)
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON (for run_all)")
-    args = parser.parse_args(argv)
-    args.runs = args.runs or (2 if args.quick else 3)
-    args.events = args.events or (20_000 if args.quick else 100_000)
-    args.presses = args.presses or (20 if args.quick else 60)
+    args = fill_defaults(parser, parser.parse_args(argv), runs=(2, 3), events=(20_000, 100_000), presses=(20, 60))
     command = announce("tui.py", argv)
     e = f"{args.events:,}"
     judged = args.events >= 100_000
